@@ -1,0 +1,125 @@
+"""The model catalog: every name the API accepts, and what it resolves to in the model store.
+
+A plain registry (like ultralytics' ``task_map``): adding a model is one ``ModelSpec`` entry here plus,
+for a new family, one importer in ``models/importers/``. Nothing here imports torch.
+
+Vocabulary
+- *store name*: the BentoML model store name (``yolo26n-seg``), tags are ``<store name>:<version>``.
+- *kind*: what a model computes. A task accepts models of exactly one kind (``TASK_KIND``).
+- *family*: which runner serves it (``yolo``, ``depth``, ``flow``, ``sam3``).
+- *weights*: ``pretrained`` (real weights: downloaded or imported from a local file) or
+  ``random-init`` (a placeholder of the real architecture, for offline tests; never for users).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+TASKS: tuple[str, ...] = (
+    "object-detection",
+    "image-segmentation",
+    "pose-estimation",
+    "sam3-concept-segmentation",
+    "depth-estimation",
+    "velocity-estimation",
+)
+
+# The kind of model each task's ``model`` field must name.
+TASK_KIND: dict[str, str] = {
+    "object-detection": "detect",
+    "image-segmentation": "segment",
+    "pose-estimation": "pose",
+    "sam3-concept-segmentation": "sam3",
+    "depth-estimation": "depth",
+    "velocity-estimation": "flow",
+}
+
+KIND_FAMILY: dict[str, str] = {
+    "detect": "yolo",
+    "segment": "yolo",
+    "pose": "yolo",
+    "sam3": "sam3",
+    "depth": "depth",
+    "flow": "flow",
+}
+
+WEIGHTS_PRETRAINED = "pretrained"
+WEIGHTS_RANDOM = "random-init"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    store_name: str
+    kind: str
+    aliases: tuple[str, ...]
+    source: str  # where real weights come from: an ultralytics asset, a HF repo id, a torchvision enum, a file
+    licence: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return KIND_FAMILY[self.kind]
+
+
+CATALOG: tuple[ModelSpec, ...] = (
+    ModelSpec("yolo26n", "detect", ("yolo26n.pt",), "ultralytics:yolo26n.pt", "AGPL-3.0",
+              {"config": "yolo26n.yaml"}),
+    ModelSpec("yolo26n-seg", "segment", ("yolo26n-seg.pt",), "ultralytics:yolo26n-seg.pt", "AGPL-3.0",
+              {"config": "yolo26n-seg.yaml"}),
+    ModelSpec("yolo26n-pose", "pose", ("yolo26n-pose.pt",), "ultralytics:yolo26n-pose.pt", "AGPL-3.0",
+              {"config": "yolo26n-pose.yaml"}),
+    ModelSpec("sam3", "sam3", ("sam3.pt",), "file:sam3.pt (gated, download by hand)", "SAM License"),
+    ModelSpec("depth-anything-small", "depth",
+              ("LiheYoung/depth-anything-small-hf", "depth-anything-small-hf", "depth-anything-small"),
+              "hf:LiheYoung/depth-anything-small-hf", "Apache-2.0"),
+    ModelSpec("depth-anything-v2-small", "depth",
+              ("depth-anything/Depth-Anything-V2-Small-hf", "Depth-Anything-V2-Small-hf", "depth-anything-v2-small"),
+              "hf:depth-anything/Depth-Anything-V2-Small-hf", "Apache-2.0"),
+    ModelSpec("raft-large", "flow", ("raft-large", "raft_large"), "torchvision:Raft_Large_Weights.DEFAULT",
+              "BSD-3-Clause"),
+    ModelSpec("raft-small", "flow", ("raft-small", "raft_small"), "torchvision:Raft_Small_Weights.DEFAULT",
+              "BSD-3-Clause"),
+)
+
+BY_STORE_NAME: dict[str, ModelSpec] = {spec.store_name: spec for spec in CATALOG}
+
+# The model each task uses when the request names none (the client's names resolve to these).
+DEFAULT_MODEL: dict[str, str] = {
+    "object-detection": "yolo26n",
+    "image-segmentation": "yolo26n-seg",
+    "pose-estimation": "yolo26n-pose",
+    "sam3-concept-segmentation": "sam3",
+    "depth-estimation": "depth-anything-small",
+    "velocity-estimation": "raft-large",
+}
+
+# Model names are looked up, never opened: anything else is refused before the store is consulted.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,62})?$")
+
+
+def is_plausible_name(name: str) -> bool:
+    """True for catalog-shaped names (``yolo26n.pt``, ``org/repo``); False for paths, URLs, ``..``."""
+    return bool(_NAME_RE.match(name)) and ".." not in name and "://" not in name
+
+
+def store_name_for(name: str) -> str:
+    """The store name a user-facing name maps to, for catalog entries and imported YOLO variants alike.
+
+    ``yolo26n.pt`` → ``yolo26n``; ``LiheYoung/depth-anything-small-hf`` → ``depth-anything-small``;
+    ``yolo11s.pt`` (not in the catalog) → ``yolo11s``.
+    """
+    for spec in CATALOG:
+        if name == spec.store_name or name in spec.aliases:
+            return spec.store_name
+    base = name.rsplit("/", 1)[-1]
+    if base.endswith(".pt"):
+        base = base[: -len(".pt")]
+    return base.lower()
+
+
+def accepted_names(store_name: str) -> list[str]:
+    """Every name the API accepts for an installed model (for error messages and /health)."""
+    spec = BY_STORE_NAME.get(store_name)
+    names = [store_name, *(spec.aliases if spec else (f"{store_name}.pt",))]
+    return list(dict.fromkeys(names))
