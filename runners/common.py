@@ -1,0 +1,37 @@
+"""What every runner shares: device and precision choice, the torch thread-count guard."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def pick_device() -> str:
+    """``cuda:0`` when a GPU is visible (each runner on a one-GPU host uses the same card), else ``cpu``.
+
+    ``PERCEPTION_DEVICE`` overrides (``cpu`` to force CPU on a GPU host).
+    """
+    import torch
+
+    wanted = os.environ.get("PERCEPTION_DEVICE", "").strip()
+    if wanted:
+        return wanted
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def use_half(device: str) -> bool:
+    """fp16 on CUDA unless ``PERCEPTION_PRECISION=fp32``; always fp32 on CPU."""
+    return device.startswith("cuda") and os.environ.get("PERCEPTION_PRECISION", "fp16") != "fp32"
+
+
+@contextlib.contextmanager
+def keep_torch_threads():
+    """Undo ultralytics' habit of setting torch's thread count process-wide on its first predict."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
