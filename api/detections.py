@@ -1,0 +1,124 @@
+"""One canonical result type for boxes, masks and keypoints, and its wire encoding.
+
+Runners return plain arrays in the pixels of the image they were sent; ``Detections.from_arrays`` takes
+them, ``rescaled`` maps them to the pixels of the image as uploaded, and ``to_wire`` serialises once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+COCO_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Detections:
+    xyxy: np.ndarray  # float (N, 4): x1, y1, x2, y2 in pixels
+    confidence: np.ndarray  # float (N,)
+    class_id: np.ndarray  # int (N,)
+    class_name: list[str]
+    polygons: list[np.ndarray] | None = None  # each float (K, 2), x, y in pixels
+    mask_area_px: np.ndarray | None = None  # float (N,)
+    keypoints: np.ndarray | None = None  # float (N, 17, 3): x, y, confidence
+    extra: list[dict] = field(default_factory=list)  # per-item wire fields of ours (e.g. concept_index)
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        assert self.xyxy.shape == (n, 4), self.xyxy.shape
+        assert len(self.confidence) == n and len(self.class_id) == n and len(self.class_name) == n
+        assert self.polygons is None or len(self.polygons) == n
+        assert self.keypoints is None or self.keypoints.shape[0] == n
+        assert not self.extra or len(self.extra) == n
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> Detections:
+        return cls(
+            xyxy=np.asarray(arrays["xyxy"], dtype=np.float64).reshape(-1, 4),
+            confidence=np.asarray(arrays["conf"], dtype=np.float64).reshape(-1),
+            class_id=np.asarray(arrays["class_id"], dtype=np.int64).reshape(-1),
+            class_name=list(arrays["class_name"]),
+            polygons=[np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in arrays["polygons"]]
+            if arrays.get("polygons") is not None
+            else None,
+            mask_area_px=np.asarray(arrays["mask_area_px"], dtype=np.float64)
+            if arrays.get("mask_area_px") is not None
+            else None,
+            keypoints=np.asarray(arrays["keypoints"], dtype=np.float64)
+            if arrays.get("keypoints") is not None
+            else None,
+            extra=list(arrays.get("extra") or []),
+        )
+
+    def rescaled(self, scale_x: float, scale_y: float, resolution_wh: tuple[int, int]) -> Detections:
+        """Multiply coordinates by (scale_x, scale_y), then clip them to the ``resolution_wh`` image."""
+        width, height = resolution_wh
+        factor = np.array([scale_x, scale_y])
+        xyxy = self.xyxy * np.tile(factor, 2)
+        xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
+        xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
+        polygons = None
+        if self.polygons is not None:
+            polygons = [(p * factor).clip([0, 0], [width, height]) for p in self.polygons]
+        keypoints = None
+        if self.keypoints is not None:
+            keypoints = self.keypoints.copy()
+            keypoints[..., :2] *= factor
+            keypoints[..., 0] = keypoints[..., 0].clip(0, width)
+            keypoints[..., 1] = keypoints[..., 1].clip(0, height)
+        area = self.mask_area_px * scale_x * scale_y if self.mask_area_px is not None else None
+        return replace(self, xyxy=xyxy, polygons=polygons, keypoints=keypoints, mask_area_px=area)
+
+    def where(self, keep: np.ndarray) -> Detections:
+        """The subset where the boolean ``keep`` is true."""
+        index = np.flatnonzero(keep)
+        return Detections(
+            xyxy=self.xyxy[index],
+            confidence=self.confidence[index],
+            class_id=self.class_id[index],
+            class_name=[self.class_name[i] for i in index],
+            polygons=[self.polygons[i] for i in index] if self.polygons is not None else None,
+            mask_area_px=self.mask_area_px[index] if self.mask_area_px is not None else None,
+            keypoints=self.keypoints[index] if self.keypoints is not None else None,
+            extra=[self.extra[i] for i in index] if self.extra else [],
+        )
+
+    def with_masks(self) -> Detections:
+        """Only the instances whose mask outline has more than two points (the contract's polygon)."""
+        assert self.polygons is not None
+        return self.where(np.array([len(p) > 2 for p in self.polygons], dtype=bool))
+
+    def to_wire(self, labels: list[str] | None = None) -> list[dict]:
+        items = []
+        for i in range(len(self)):
+            x1, y1, x2, y2 = (round(float(v), 2) for v in self.xyxy[i])
+            score = round(float(self.confidence[i]), 5)
+            name = self.class_name[i]
+            item = {
+                "label": labels[i] if labels is not None else name,
+                "score": score,
+                "box": {"xmin": x1, "ymin": y1, "xmax": x2, "ymax": y2},
+                "bbox": [x1, y1, x2, y2],
+                "class_id": int(self.class_id[i]),
+                "class_name": name,
+                "confidence": score,
+                "instance_id": i,
+            }
+            if self.polygons is not None:
+                item["mask_polygon"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.polygons[i]]
+                item["mask_area_px"] = int(round(float(self.mask_area_px[i]))) if self.mask_area_px is not None else 0
+            if self.keypoints is not None:
+                item["keypoints"] = [[round(float(x), 2), round(float(y), 2), round(float(c), 4)]
+                                     for x, y, c in self.keypoints[i]]
+            if self.extra:
+                item.update(self.extra[i])
+            items.append(item)
+        return items

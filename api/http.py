@@ -1,0 +1,114 @@
+"""The HTTP edge: routes, body limit, API key, request ids, and the one place errors become responses.
+
+``create_app(gateway)`` returns the Starlette app that ``service.py`` mounts on the BentoML gateway; tests
+mount the same app on an in-process gateway. The gateway object does the work: ``await gateway.infer(body)``
+and ``await gateway.health()``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any, Protocol
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.errors import INTERNAL_MESSAGE, ApiError, ErrorKind, bad_request, too_large, unauthorized
+from settings import Settings
+
+log = logging.getLogger("perception.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+
+class Gateway(Protocol):
+    settings: Settings
+
+    async def infer(self, body: Any) -> Any: ...
+
+    async def health(self) -> dict: ...
+
+
+def _json(payload: Any, status: int, request_id: str) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json", headers={"X-Request-ID": request_id})
+
+
+def _error(error: ApiError, request_id: str) -> Response:
+    return _json(error.body(), error.status, request_id)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit`` (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(f"request body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"request body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_api_key(request: Request, settings: Settings) -> None:
+    if not settings.api_key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        raise unauthorized()
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    settings = gateway.settings
+
+    async def infer(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id", "")
+        request_id = request_id if _REQUEST_ID.match(request_id) else uuid.uuid4().hex
+        started = time.perf_counter()
+        task = "?"
+        try:
+            check_api_key(request, settings)
+            raw = await read_body(request, settings.max_body_bytes)
+            try:
+                body = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise bad_request("the body is not valid JSON") from None
+            task = body.get("task", "?") if isinstance(body, dict) else "?"
+            response = _json(await gateway.infer(body), 200, request_id)
+        except ApiError as error:
+            response = _error(error, request_id)
+        except ClientDisconnect:
+            log.info("request_id=%s client disconnected", request_id)
+            return Response(status_code=499)
+        except Exception:
+            log.exception("request_id=%s task=%s failed", request_id, task)
+            response = _error(ApiError(ErrorKind.INTERNAL, INTERNAL_MESSAGE), request_id)
+        log.info(
+            "request_id=%s task=%s status=%d ms=%.1f", request_id, str(task)[:40], response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    async def health(request: Request) -> Response:
+        return _json(await gateway.health(), 200, uuid.uuid4().hex)
+
+    middleware = []
+    if settings.cors_origins:
+        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+        middleware.append(
+            Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
+        )
+    routes = [Route("/infer", infer, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    return Starlette(routes=routes, middleware=middleware)

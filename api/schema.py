@@ -1,0 +1,174 @@
+"""The wire schema: the request body and each task's options, in one module.
+
+Numbers arrive from sliders and may sit at the ends of their range: they are clamped to the documented
+bounds, never refused for being out of range. A value of the wrong type (``"threshold": "abc"``,
+``true``, ``NaN``) is a 400. Unknown option keys are ignored (the client sends ``threshold`` to every task).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from api.errors import bad_request
+from models.catalog import TASKS
+
+
+def _number(lo: float, hi: float, *, integer: bool = False):
+    """A JSON number (not a bool, not a string), finite, clamped into [lo, hi]."""
+
+    def check(value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        value = min(max(value, lo), hi)
+        return int(round(value)) if integer else float(value)
+
+    return BeforeValidator(check)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {type(value).__name__}")
+    return value
+
+
+Probability = Annotated[float, _number(0.0, 1.0)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class YoloOptions(_Options):
+    """object-detection, image-segmentation, pose-estimation."""
+
+    threshold: Probability = Field(0.25, description="minimum confidence, 0..1")
+    imgsz: Annotated[int, _number(32, 1920, integer=True)] = Field(
+        640, description="inference size (long side, pixels), rounded up to a multiple of 32 by the model"
+    )
+    max_det: Annotated[int, _number(1, 1000, integer=True)] = Field(300, description="most detections returned")
+    iou: Probability = Field(0.7, description="NMS IoU threshold (YOLO26 is NMS-free: used by NMS models only)")
+    classes: list[int | str] | None = Field(
+        None, description="keep only these classes: ids or names, a list or one comma-separated string"
+    )
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        if value is None or value == "" or value == []:
+            return None
+        if isinstance(value, bool):
+            raise ValueError("must be class ids or names")
+        if isinstance(value, (int, str)):
+            value = [value]
+        if not isinstance(value, list) or len(value) > 1000:
+            raise ValueError("must be a list of class ids or names")
+        items: list[int | str] = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueError("must be class ids or names")
+            if isinstance(item, str):
+                items.extend(part.strip() for part in item.split(",") if part.strip())
+            else:
+                items.append(item)
+        return items or None
+
+
+class Sam3Options(_Options):
+    text_prompt: str | list[str] = Field("person", description="concepts: 'person, bicycle' or a list")
+    threshold: Probability = Field(0.25, description="minimum instance score, 0..1")
+    max_frames: Annotated[int, _number(1, 100_000, integer=True)] = Field(90, description="video: frames read")
+    max_objects: Annotated[int, _number(1, 200, integer=True)] = Field(50, description="video: objects tracked")
+    mask_format: Literal["polygon", "rle"] = Field(
+        "polygon", description="'rle' adds COCO run-length masks ('mask_rle') beside the polygons"
+    )
+
+    @field_validator("text_prompt", mode="before")
+    @classmethod
+    def _prompt_type(cls, value: Any) -> Any:
+        if value is None:
+            return "person"
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a string or a list of strings")
+        return value
+
+
+class DepthOptions(_Options):
+    png16: Flag = Field(
+        False, description="add 'depth_png16': lossless 16-bit grey PNG of the same normalised map (65,536 levels "
+        "instead of 256: for measuring, not viewing; about 2x the bytes)"
+    )
+    colormap: Flag = Field(
+        False, description="add 'depth_colormap': an 8-bit colour PNG (inferno) for viewing; lossy by design"
+    )
+
+
+class VelocityOptions(_Options):
+    threshold: Probability = Field(0.5, description="tracking confidence, 0..1")
+    max_frames: Annotated[int, _number(2, 100_000, integer=True)] = Field(121, description="frames read")
+    max_pairs: Annotated[int, _number(1, 100_000, integer=True)] = Field(120, description="frame pairs with flow")
+    meter_per_pixel: Annotated[float, _number(1e-6, 1000.0)] = Field(0.05, description="scene scale, m/px")
+    imgsz: Annotated[int, _number(64, 1920, integer=True)] = Field(640, description="working size (long side)")
+    tracker: Literal["bytetrack", "botsort"] = Field("bytetrack", description="ultralytics tracker")
+    detector: str = Field("yolo26n", description="detection model used for tracking")
+    subtract_camera_motion: Flag = Field(
+        False, description="subtract the median flow outside all boxes (the camera's own motion)"
+    )
+
+
+OPTIONS_BY_TASK: dict[str, type[_Options]] = {
+    "object-detection": YoloOptions,
+    "image-segmentation": YoloOptions,
+    "pose-estimation": YoloOptions,
+    "sam3-concept-segmentation": Sam3Options,
+    "depth-estimation": DepthOptions,
+    "velocity-estimation": VelocityOptions,
+}
+
+
+class InferRequest(BaseModel):
+    """``POST /infer`` body. Field names are the client's (camelCase where it sends camelCase)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    task: str
+    model: str | None = None
+    payloadBase64: str
+    mimeType: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{prefix}{where}: {message}")
+    return "; ".join(parts)
+
+
+def parse_request(body: Any) -> tuple[InferRequest, _Options]:
+    """Validate a decoded JSON body into the request and its task's options, or raise a 400 ApiError."""
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object with 'task' and 'payloadBase64'")
+    task = body.get("task")
+    if task not in TASKS:
+        raise bad_request(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
+    if body.get("options") is None:
+        body = {**body, "options": {}}
+    if body.get("model") == "":
+        body = {**body, "model": None}
+    try:
+        request = InferRequest.model_validate(body)
+    except ValidationError as exc:
+        raise bad_request(_describe(exc)) from None
+    try:
+        options = OPTIONS_BY_TASK[task].model_validate(request.options)
+    except ValidationError as exc:
+        raise bad_request(_describe(exc, prefix="options.")) from None
+    return request, options

@@ -1,0 +1,139 @@
+"""Payload → bytes → image. The bytes decide what a payload is; ``mimeType`` is only a hint.
+
+- ``decode_base64``: standard and URL-safe alphabets, missing padding, whitespace, ``data:<mime>;base64,``.
+- ``sniff``: ``"image"`` or ``"video"`` from magic numbers (or a 400).
+- ``decode_image``: EXIF orientation applied (pixels as a browser draws the photo), any PIL mode → 8-bit BGR,
+  the first frame of an animated image, the pixel limit checked from the header before decoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from api.errors import bad_request, too_large
+
+_DATA_URL = re.compile(r"^data:[^,;]*(;[^,;=]+=[^,;]*)*;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
+
+IMAGE = "image"
+VIDEO = "video"
+
+
+def decode_base64(text: str) -> bytes:
+    text = _DATA_URL.sub("", text.strip(), count=1)
+    text = _WHITESPACE.sub("", text)
+    if not text:
+        raise bad_request("payloadBase64 is empty")
+    if not _BASE64_CHARS.match(text):
+        raise bad_request("payloadBase64 is not valid base64")
+    text = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(text) % 4 == 1:
+        raise bad_request("payloadBase64 is not valid base64 (truncated)")
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request("payloadBase64 is not valid base64") from None
+    if not data:
+        raise bad_request("payloadBase64 decodes to zero bytes")
+    return data
+
+
+_IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+_IMAGE_FTYP_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"}
+
+
+def sniff(data: bytes) -> tuple[str, str]:
+    """(``"image"`` | ``"video"``, container name) from the first bytes; 400 for anything else."""
+    for magic, name in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return IMAGE, name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return IMAGE, "webp"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return VIDEO, "avi"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        return (IMAGE, brand.decode("ascii", "replace")) if brand in _IMAGE_FTYP_BRANDS else (VIDEO, "mp4")
+    if data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return VIDEO, "mov"
+    if data.startswith(b"\x1a\x45\xdf\xa3"):
+        return VIDEO, "matroska"  # WebM or MKV
+    if data.startswith(b"FLV"):
+        return VIDEO, "flv"
+    if data.startswith(b"OggS"):
+        return VIDEO, "ogg"
+    if len(data) >= 376 and data[0] == 0x47 and data[188] == 0x47:
+        return VIDEO, "mpegts"
+    raise bad_request("payload is neither a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF) nor a video")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    bgr: np.ndarray  # uint8 HxWx3, OpenCV channel order, EXIF orientation applied
+
+    @property
+    def width(self) -> int:
+        return int(self.bgr.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.bgr.shape[0])
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked from the header before decoding
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise too_large(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+            if width < 1 or height < 1:
+                raise bad_request("image has no pixels")
+            image.seek(0)  # animated images: the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = _to_rgb8(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise bad_request(f"payload is not a decodable image ({type(exc).__name__})") from None
+    return DecodedImage(bgr=np.ascontiguousarray(rgb[:, :, ::-1]))
+
+
+def _to_rgb8(image) -> np.ndarray:
+    """Any PIL mode (1, L, P, RGBA, CMYK, I;16, I, F, LA, ...) → uint8 RGB array."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
+        if mode == "I" and array.max() <= 65535:
+            top = 65535.0 if array.max() > 255 else 255.0
+        grey = np.clip(array / top * 255.0, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+

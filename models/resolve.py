@@ -1,0 +1,34 @@
+"""Request ``model`` field → installed model, or the contract's error. Looks names up; never opens a path."""
+
+from __future__ import annotations
+
+from api.errors import bad_request, unavailable
+from models.catalog import BY_STORE_NAME, DEFAULT_MODEL, TASK_KIND, accepted_names, is_plausible_name, store_name_for
+from models.store import InstalledModel
+
+IMPORT_HINT = "install it with `python scripts/import_models.py {name}` (or `make models`) and restart the service"
+
+
+def resolve(task: str, name: str | None, installed: dict[str, InstalledModel]) -> InstalledModel:
+    kind = TASK_KIND[task]
+    if name is None:
+        store_name = DEFAULT_MODEL[task]
+    else:
+        if not is_plausible_name(name):
+            raise bad_request(f"model {name[:80]!r} is not a model name; {_listing(kind, installed)}")
+        store_name = store_name_for(name)
+    model = installed.get(store_name)
+    if model is None:
+        if store_name in BY_STORE_NAME and BY_STORE_NAME[store_name].kind == kind:
+            raise unavailable(f"model {store_name!r} for {task} is not installed: {IMPORT_HINT.format(name=store_name)}")
+        raise bad_request(f"model {name!r} is not installed; {_listing(kind, installed)}")
+    if model.kind != kind:
+        raise bad_request(
+            f"model {name!r} is a {model.kind} model, {task} needs a {kind} model; {_listing(kind, installed)}"
+        )
+    return model
+
+
+def _listing(kind: str, installed: dict[str, InstalledModel]) -> str:
+    names = [n for store_name, m in installed.items() if m.kind == kind for n in accepted_names(store_name)]
+    return "installed for this task: " + (", ".join(names) if names else "none")

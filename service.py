@@ -1,0 +1,144 @@
+"""The gateway: one CPU BentoML service that owns the wire contract (``POST /infer``, ``GET /health``).
+
+A request travels: ``api/http.py`` (body limit, API key, JSON) → ``Gateway.infer`` (schema, model lookup,
+payload sniffing) → ``tasks/<task>.py`` (decode → runner(s) → encode) → ``runners/`` (GPU services).
+The gateway never imports torch: decoding and resizing happen here, tensors happen in the runners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+import bentoml
+
+from api import http
+from api.errors import bad_request, unavailable
+from api.schema import parse_request
+from media.decode import decode_base64, sniff
+from models import store
+from models.catalog import DEFAULT_MODEL, TASK_KIND, TASKS
+from models.resolve import resolve
+from runners.yolo import YoloRunner
+from settings import get_settings
+from tasks import HANDLERS
+from tasks.base import TaskInput
+
+for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
+    os.environ.setdefault(_name, _value)
+
+log = logging.getLogger("perception.gateway")
+RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo"}
+HEALTH_TTL_S = 5.0
+
+
+class _Gateway:
+    """Everything the gateway does, independent of how it is served (BentoML below, or in-process tests)."""
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self.installed = store.installed()  # the store does not change while serving
+        placeholders = sorted(name for name, m in self.installed.items() if m.placeholder)
+        if placeholders:
+            log.warning("RANDOM-INIT PLACEHOLDER WEIGHTS (outputs are meaningless): %s", ", ".join(placeholders))
+        if self.settings.weights == "pretrained" and placeholders:
+            raise RuntimeError(
+                f"PERCEPTION_WEIGHTS=pretrained but these models are random-init placeholders: {placeholders}"
+            )
+        self._health_cache: tuple[float, dict] | None = None
+
+    async def infer(self, body):
+        request, options = parse_request(body)
+        model = resolve(request.task, request.model, self.installed)
+        handler = HANDLERS.get(request.task)
+        if handler is None:
+            raise unavailable(f"task {request.task!r} is not available in this version of the service yet")
+        data = await asyncio.to_thread(decode_base64, request.payloadBase64)
+        media_kind, container = sniff(data)
+        if media_kind not in handler.ACCEPTS:
+            wanted = " or ".join(handler.ACCEPTS)
+            raise bad_request(f"{request.task} takes {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}; "
+                              f"the payload is {'an' if media_kind == 'image' else 'a'} {media_kind} ({container})")
+        task_input = TaskInput(data, media_kind, container, options, model, self.installed)
+        return await handler.handle(task_input, self, self.settings)
+
+    async def _runner_status(self, family: str) -> dict | None:
+        try:
+            return await asyncio.wait_for(getattr(self, family).describe(), timeout=2.0)
+        except Exception:  # a runner that is down or still starting is reported as not loaded
+            return None
+
+    async def health(self) -> dict:
+        now = time.monotonic()
+        if self._health_cache and now - self._health_cache[0] < HEALTH_TTL_S:
+            return self._health_cache[1]
+        families = sorted(set(RUNNER_OF_KIND.values()))
+        statuses = dict(zip(families, await asyncio.gather(*(self._runner_status(f) for f in families)), strict=True))
+        models = {}
+        for task in TASKS:
+            name = DEFAULT_MODEL[task]
+            entry = self.installed.get(name)
+            family = RUNNER_OF_KIND.get(TASK_KIND[task])
+            loaded = (statuses.get(family) or {}).get(name) if family else None
+            models[task] = {
+                "model": name,
+                "available": task in HANDLERS,
+                "installed": entry is not None,
+                "loaded": loaded is not None,
+                "weights": entry.weights if entry else None,
+                "variant": entry.variant if entry else None,
+                "device": loaded["device"] if loaded else None,
+            }
+        devices = sorted({m["device"] for m in models.values() if m["device"]})
+        payload = {
+            "ok": True,
+            "cuda": any(d.startswith("cuda") for d in devices),
+            "tasks": list(TASKS),
+            "ready": all(m["loaded"] for m in models.values() if m["installed"] and m["available"]),
+            "devices": devices,
+            "placeholders": sorted(name for name, m in self.installed.items() if m.placeholder),
+            "models": models,
+            "installed": {name: {"kind": m.kind, "weights": m.weights, "tag": m.tag} for name, m in self.installed.items()},
+        }
+        self._health_cache = (now, payload)
+        return payload
+
+
+_app_gateway: _Gateway | None = None
+
+
+class _Proxy:
+    """The Starlette app is built at import time; the gateway instance exists only once BentoML creates it."""
+
+    @property
+    def settings(self):
+        return get_settings()
+
+    async def infer(self, body):
+        return await _require().infer(body)
+
+    async def health(self):
+        return await _require().health()
+
+
+def _require() -> _Gateway:
+    if _app_gateway is None:
+        raise unavailable("the service is starting")
+    return _app_gateway
+
+
+@bentoml.service(
+    name="perception-gateway",
+    workers=int(os.environ.get("PERCEPTION_GATEWAY_WORKERS", "1")),
+    traffic={"timeout": 600, "max_concurrency": 512},
+)
+@bentoml.asgi_app(http.create_app(_Proxy()), path="/")
+class Gateway(_Gateway):
+    yolo = bentoml.depends(YoloRunner)
+
+    def __init__(self) -> None:
+        global _app_gateway
+        super().__init__()
+        _app_gateway = self

@@ -1,0 +1,39 @@
+"""All configuration, in one typed place, read once from ``PERCEPTION_*`` environment variables.
+
+Request knobs (thresholds, sizes) belong in the request, not here; this holds what an operator sets.
+Every field is documented in the README's configuration table (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel, frozen=True):
+    max_body_bytes: int = Field(64 * 1024 * 1024, description="largest request body accepted (413 above)")
+    max_image_pixels: int = Field(40_000_000, description="largest decoded image, width × height (413 above)")
+    max_video_pixels: int = Field(3840 * 2160, description="largest video frame, width × height (413 above)")
+    max_video_seconds: float = Field(600.0, description="longest video accepted, by its header (413 above)")
+    max_video_frames: int = Field(900, description="hard cap on max_frames a request may ask for")
+    max_concepts: int = Field(16, description="most SAM 3 concepts in one prompt (400 above)")
+    api_key: str = Field("", description="when set, /infer needs 'Authorization: Bearer <key>'")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS ('*' for any)")
+    weights: str = Field("any", description="'pretrained' refuses to start with random-init placeholders")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name in cls.model_fields:
+            key = f"PERCEPTION_{name.upper()}"
+            if key in environ:
+                values[name] = environ[key]
+        return cls(**values)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

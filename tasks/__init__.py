@@ -1,0 +1,12 @@
+"""One module per task. Each reads the same way: decode → call runner(s) → encode.
+
+``HANDLERS`` is the registry: a task without an entry answers 503 "not available yet".
+"""
+
+from tasks import detection
+
+HANDLERS = {
+    "object-detection": detection,
+    "image-segmentation": detection,
+    "pose-estimation": detection,
+}
