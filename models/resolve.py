@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from api.errors import bad_request, unavailable
-from models.catalog import BY_STORE_NAME, DEFAULT_MODEL, TASK_KIND, accepted_names, is_plausible_name, store_name_for
+from models.catalog import (
+    BY_STORE_NAME,
+    DEFAULT_MODEL,
+    TASK_KIND,
+    accepted_names,
+    is_plausible_name,
+    store_name_for,
+)
 from models.store import InstalledModel
 
 IMPORT_HINT = "install it with `python scripts/import_models.py {name}` (or `make models`) and restart the service"

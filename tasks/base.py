@@ -9,7 +9,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.store import InstalledModel
-from settings import Settings
 
 
 class Runners(Protocol):

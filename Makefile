@@ -1,0 +1,48 @@
+# Perception backend — `make help` lists the targets.
+# Two commands do all set-up on a fresh clone: `make serve` (run the service) and `make test` (run the tests).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 3000
+WEIGHTS ?= auto
+OPENCV := opencv-python-headless==4.14.0.94
+
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
+export YOLO_AUTOINSTALL := 0
+export BENTOML_DO_NOT_TRACK := true
+
+.DEFAULT_GOAL := help
+.PHONY: help venv models serve test lint bench bento clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create .venv with the pinned dependencies
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c requirements.lock
+	@# ultralytics pulls the GUI build of OpenCV; keep only the headless one (both own cv2/)
+	$(PY) -m pip uninstall --quiet -y opencv-python
+	$(PY) -m pip install --quiet --force-reinstall --no-deps $(OPENCV)
+	@touch $@
+
+models: venv ## import every default model (real weights when reachable, else loud placeholders); WEIGHTS=pretrained|random-init
+	$(PY) scripts/import_models.py --weights $(WEIGHTS)
+
+serve: models ## run the service on PORT (3000); WEIGHTS=pretrained refuses placeholders
+	PERCEPTION_WEIGHTS=$(if $(filter pretrained,$(WEIGHTS)),pretrained,any) \
+	BENTOML_DISABLE_GPU_ALLOCATION=1 YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 \
+	$(PY) -m bentoml serve service:Gateway --port $(PORT)
+
+lint: venv ## ruff
+	$(PY) -m ruff check .
+
+test: venv lint ## run every test (unit, contract, integration) on CPU with placeholder weights
+	$(PY) -m pytest -ra
+
+clean: ## remove the venv, the model store and caches
+	rm -rf $(VENV) .bentoml .cache .pytest_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""Shared fixtures. The tests use their own model store of random-init placeholders (built once, kept in
+``.cache/test-store`` between local runs; CI starts from a clean clone), never the user's store."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIA = (ROOT.parent / "shared" / "media").resolve()
+
+os.environ["BENTOML_HOME"] = os.environ.get("PERCEPTION_TEST_STORE", str(ROOT / ".cache" / "test-store"))
+os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
+for name, value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1"),
+                    ("TRANSFORMERS_OFFLINE", "1"), ("BENTOML_DO_NOT_TRACK", "true")):
+    os.environ[name] = value
+for name in list(os.environ):
+    if name.startswith("PERCEPTION_") and name != "PERCEPTION_TEST_STORE":
+        del os.environ[name]
+sys.path.insert(0, str(ROOT))
+
+
+def media(name: str) -> Path:
+    path = MEDIA / name
+    if not path.exists():
+        pytest.skip(f"shared media {path} is missing")
+    return path
+
+
+def b64(path_or_bytes) -> str:
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="session")
+def placeholder_store() -> dict:
+    """Every default model as a placeholder in the test store (imported once; reused when present)."""
+    from models import store
+    from models.catalog import DEFAULT_MODEL
+    from scripts.import_models import import_one
+
+    for name in dict.fromkeys(DEFAULT_MODEL.values()):
+        import_one(name, "random-init", force=False)
+    return store.installed()
+
+
+@pytest.fixture(scope="session")
+def gateway(placeholder_store):
+    """The real gateway with real runner engines, in this process (BentoML resolves dependencies locally)."""
+    import service
+
+    return service.Gateway()
+
+
+@pytest.fixture(scope="session")
+def client(gateway):
+    from starlette.testclient import TestClient
+
+    from api.http import create_app
+
+    with TestClient(create_app(gateway), raise_server_exceptions=False) as test_client:
+        yield test_client
