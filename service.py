@@ -13,6 +13,8 @@ import os
 import time
 
 import bentoml
+import httpx
+from bentoml.exceptions import ServiceUnavailable
 
 from api import http
 from api.errors import bad_request, unavailable
@@ -62,7 +64,11 @@ class _Gateway:
             raise bad_request(f"{request.task} takes {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}; "
                               f"the payload is {'an' if media_kind == 'image' else 'a'} {media_kind} ({container})")
         task_input = TaskInput(data, media_kind, container, options, model, self.installed)
-        return await handler.handle(task_input, self, self.settings)
+        try:
+            return await handler.handle(task_input, self, self.settings)
+        except (httpx.TransportError, ServiceUnavailable) as exc:
+            log.warning("runner unreachable for %s: %s", request.task, type(exc).__name__)
+            raise unavailable(f"the model runner for {request.task} is unavailable or restarting; retry shortly") from None
 
     async def _runner_status(self, family: str) -> dict | None:
         try:
