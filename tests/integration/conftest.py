@@ -1,0 +1,77 @@
+"""One real server for the integration tier, started with the README's own serve command."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 300
+
+
+def readme_command(kind: str) -> str:
+    """The command the README gives for ``serve`` or ``test`` (the block after '<!-- command: kind -->')."""
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- command: {kind} -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)
+    assert match, f"README has no '{kind}' command block"
+    return match.group(1).strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(placeholder_store, tmp_path_factory):
+    command = readme_command("serve")
+    assert command.startswith("make serve"), command
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "serve.log"
+    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command.split(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                health = httpx.get(f"{base}/health", timeout=5).json()
+                if health.get("ready"):
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not ready in {START_TIMEOUT_S}s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(2)
+        yield types_namespace(base=base, process=process, log=log_path)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def types_namespace(**kwargs):
+    import types
+
+    return types.SimpleNamespace(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def http(server):
+    with httpx.Client(base_url=server.base, timeout=300) as client:
+        yield client
