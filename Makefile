@@ -44,5 +44,8 @@ lint: venv ## ruff
 test: venv lint ## run every test (unit, contract, integration) on CPU with placeholder weights
 	$(PY) -m pytest -ra
 
+bento: models ## build the Bento (code, pinned environment, every installed model) into the store
+	$(PY) -m bentoml build .
+
 clean: ## remove the venv, the model store and caches
 	rm -rf $(VENV) .bentoml .cache .pytest_cache .ruff_cache

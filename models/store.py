@@ -108,3 +108,14 @@ def of_family(family: str) -> dict[str, InstalledModel]:
 
 def catalog_spec(store_name: str):
     return BY_STORE_NAME.get(store_name)
+
+
+def references(family: str) -> list:
+    """``BentoModel`` references to every installed model of a family, for a runner's class scope.
+
+    ``bentoml build`` packs what a service references; when a Bento is served, the store *is* the Bento's
+    models, so the same lookup finds exactly what was packed.
+    """
+    from bentoml.models import BentoModel
+
+    return [BentoModel(m.tag) for m in of_family(family).values()]

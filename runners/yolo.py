@@ -18,6 +18,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from models import store
 from runners.common import keep_torch_threads, pick_device, use_half
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -46,8 +47,6 @@ class YoloEngine:
 
     @classmethod
     def from_store(cls) -> YoloEngine:
-        from models import store
-
         installed = store.of_family("yolo")
         return cls(
             {name: str(m.path / "model.pt") for name, m in installed.items()},
@@ -130,3 +129,6 @@ class YoloRunner:
     @bentoml.api
     async def describe(self) -> dict:
         return self.engine.describe()
+
+
+YoloRunner.models.extend(store.references("yolo"))
