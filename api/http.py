@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
+import bentoml
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,9 +24,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.errors import INTERNAL_MESSAGE, ApiError, ErrorKind, bad_request, too_large, unauthorized
+from models.catalog import TASKS
 from settings import Settings
 
 log = logging.getLogger("perception.http")
+
+# Exposed on BentoML's /metrics beside its own (which include each runner's adaptive batch-size histogram).
+REQUESTS = bentoml.metrics.Counter(
+    name="perception_requests_total", documentation="POST /infer requests by task and status",
+    labelnames=["task", "status"],
+)
+LATENCY = bentoml.metrics.Histogram(
+    name="perception_request_duration_seconds", documentation="POST /infer end-to-end latency by task",
+    labelnames=["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
@@ -94,10 +106,11 @@ def create_app(gateway: Gateway) -> Starlette:
         except Exception:
             log.exception("request_id=%s task=%s failed", request_id, task)
             response = _error(ApiError(ErrorKind.INTERNAL, INTERNAL_MESSAGE), request_id)
-        log.info(
-            "request_id=%s task=%s status=%d ms=%.1f", request_id, str(task)[:40], response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
+        elapsed = time.perf_counter() - started
+        label = task if task in TASKS else "invalid"
+        REQUESTS.labels(task=label, status=str(response.status_code)).inc()
+        LATENCY.labels(task=label).observe(elapsed)
+        log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, label, response.status_code, elapsed * 1000)
         return response
 
     async def health(request: Request) -> Response:

@@ -78,4 +78,7 @@ def test_health_and_metrics(http):
     assert health["models"]["object-detection"]["weights"] == "random-init"
     assert "yolo26n" in health["placeholders"]
     metrics = http.get("/metrics")
-    assert metrics.status_code == 200 and "bentoml" in metrics.text
+    assert metrics.status_code == 200
+    assert 'perception_requests_total{status="200",task="object-detection"}' in metrics.text
+    assert 'perception_request_duration_seconds_bucket' in metrics.text
+    assert 'perception_requests_total{status="400",task="invalid"}' in metrics.text
