@@ -14,7 +14,7 @@ export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve test lint bench bento clean
+.PHONY: help venv models serve test lint bench bento soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ test: venv lint ## run every test (unit, contract, integration) on CPU with plac
 
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store
 	$(PY) -m bentoml build .
+
+soak: venv ## soak test: mixed load on a local server for MINUTES (5), checks 5xx, memory, fds, temp files
+	WEIGHTS=random-init $(PY) scripts/soak.py --minutes $(or $(MINUTES),5)
+
+bench: venv ## benchmark a running server (URL, default http://127.0.0.1:3000) beside the library's own path
+	$(PY) scripts/bench.py --url $(or $(URL),http://127.0.0.1:$(PORT)) --tasks $(or $(TASKS),all) --baseline
 
 clean: ## remove the venv, the model store and caches
 	rm -rf $(VENV) .bentoml .cache .pytest_cache .ruff_cache
