@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -20,13 +21,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from api.errors import INTERNAL_MESSAGE, ApiError, ErrorKind, bad_request, too_large, unauthorized
 from settings import Settings
 
 log = logging.getLogger("perception.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
 
 
 class Gateway(Protocol):
@@ -110,5 +113,9 @@ def create_app(gateway: Gateway) -> Starlette:
             Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
         )
-    routes = [Route("/infer", infer, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    routes = [
+        Route("/infer", infer, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
+    ]
     return Starlette(routes=routes, middleware=middleware)
