@@ -231,7 +231,8 @@ function drawLabel(ctx, text, x, y, colour, font) {
   const top = y - height >= 0 ? y - height : y;
   ctx.fillStyle = colour;
   ctx.fillRect(x, top, width, height);
-  ctx.fillStyle = "#fff";
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+  ctx.fillStyle = 0.299 * r + 0.587 * g + 0.114 * b > 150 ? "#000" : "#fff"; // legible on light and dark labels
   ctx.textBaseline = "top";
   ctx.fillText(text, x + 3, top + 2);
 }
