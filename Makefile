@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 3000
 WEIGHTS ?= auto
 OPENCV := opencv-python-headless==4.14.0.94
+CHROMIUM := /usr/bin/chromium
 
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
@@ -14,7 +15,7 @@ export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve test lint bench bento soak clean
+.PHONY: help venv models serve test lint browser bench bento soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,7 +42,12 @@ serve: models ## run the service on PORT (3000); WEIGHTS=pretrained refuses plac
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-test: venv lint ## run every test (unit, contract, integration) on CPU with placeholder weights
+browser: ## Debian's headless chromium for the playground's browser test (apt, as root, when missing)
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "note: $(CHROMIUM) is missing and this is not root: the browser test will be skipped"; fi; }
+
+test: venv lint browser ## run every test (unit, contract, integration, browser) on CPU with placeholder weights
 	$(PY) -m pytest -ra
 
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store

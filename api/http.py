@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Protocol
 
 import bentoml
@@ -21,7 +22,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from api.errors import INTERNAL_MESSAGE, ApiError, ErrorKind, bad_request, too_large, unauthorized
 from models.catalog import TASKS
@@ -39,6 +41,7 @@ LATENCY = bentoml.metrics.Histogram(
     labelnames=["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
 
 
 class Gateway(Protocol):
@@ -123,5 +126,9 @@ def create_app(gateway: Gateway) -> Starlette:
             Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
         )
-    routes = [Route("/infer", infer, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    routes = [
+        Route("/infer", infer, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
+    ]
     return Starlette(routes=routes, middleware=middleware)

@@ -1,0 +1,36 @@
+"""Headless Chromium for browser tests: the system's Debian ``chromium`` driven by Playwright, in one place.
+
+Playwright's own browser download is not used (it needs a network we do not have); ``make browser`` installs
+Debian's package instead. Without either, ``launch_chromium`` skips the calling test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make browser` installs it
+CHROMIUM_ARGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)
+
+
+@contextlib.contextmanager
+def launch_chromium() -> Iterator[object]:
+    """A Playwright ``Browser`` on the system Chromium; skips the test when Chromium or Playwright is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (make browser, or apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()

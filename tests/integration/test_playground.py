@@ -1,0 +1,270 @@
+"""The built-in playground page (``/playground/``) in headless Chromium, against the real ``make serve``.
+
+The page must send the client's JSON to ``/infer``, draw what comes back over the uploaded image, play returned
+videos, show the API's ``error`` text, and touch nothing outside this server. Skipped (not failed) when
+Playwright or the system Chromium is missing (``make browser`` installs it).
+
+``PLAYGROUND_SCREENSHOTS=docs/screenshots`` also writes the screenshots of each result there.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import media
+from tests.integration.browser import launch_chromium
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_KEYS = {"task", "model", "payloadBase64", "mimeType", "options"}
+IMAGE_TASKS = ("object-detection", "image-segmentation", "pose-estimation", "sam3-concept-segmentation",
+               "depth-estimation")
+CHANGED = 24  # a pixel whose channels moved by more than this was drawn on (JPEG decoders differ by a few)
+RUN_TIMEOUT_MS = 300_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def pg(browser, server):
+    """A fresh page on /playground/ recording console errors and every request that leaves this server."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    record = types.SimpleNamespace(page=page, errors=[], foreign=[])
+    page.on("console", lambda m: record.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: record.errors.append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith((server.base + "/", "data:", "blob:"))
+            else record.foreign.append(r.url))
+    page.goto(f"{server.base}/playground/")
+    page.wait_for_selector("#service-table:not([hidden])")  # /health was read and shown
+    yield record
+    context.close()
+
+
+def assert_clean(pg, http_status: int | None = None) -> None:
+    """No script errors, no requests elsewhere; Chromium's own log line for an expected non-2xx answer is fine."""
+    expected = f"the server responded with a status of {http_status} "
+    errors = [e for e in pg.errors if not (http_status and e.startswith("Failed to load resource") and expected in e)]
+    assert errors == [], f"console errors: {errors}"
+    assert pg.foreign == [], f"requests outside the server: {pg.foreign}"
+
+
+def choose(pg, task: str, path: Path) -> None:
+    pg.page.check(f"input[name=task][value={task}]")
+    pg.page.set_input_files("#file", str(path))
+    pg.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready')")
+
+
+def run(pg):
+    """Press Run; returns (request JSON, response) of the page's POST /infer once the page has drawn it."""
+    with pg.page.expect_response(lambda r: r.url.endswith("/infer"), timeout=RUN_TIMEOUT_MS) as answer:
+        pg.page.click("#run")
+    response = answer.value
+    pg.page.wait_for_function("/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
+                              timeout=RUN_TIMEOUT_MS)
+    return response.request.post_data_json, response
+
+
+def canvas_pixels(page) -> np.ndarray:
+    data_url = page.evaluate("document.querySelector('#canvas').toDataURL('image/png')")
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)  # BGR, like cv2.imread
+
+
+def outline_painted(changed: np.ndarray, bbox_xyxy) -> float:
+    """The share of positions along the box's four sides where a pixel within 1 px of the side changed."""
+    height, width = changed.shape
+    x1, y1, x2, y2 = (int(round(v)) for v in bbox_xyxy)
+
+    def near(v: int, size: int) -> np.ndarray:
+        return np.clip(np.arange(v - 1, v + 2), 0, size - 1)
+
+    cols = np.clip(np.arange(x1, x2 + 1), 0, width - 1)
+    rows = np.clip(np.arange(y1, y2 + 1), 0, height - 1)
+    sides = [changed[np.ix_(near(y, height), cols)].any(axis=0) for y in (y1, y2)]
+    sides += [changed[np.ix_(rows, near(x, width))].any(axis=1) for x in (x1, x2)]
+    return float(np.concatenate(sides).mean())
+
+
+def save_screenshot(page, name: str, tmp_path: Path) -> Path:
+    """A PNG of the page, palette-quantised to stay small; also into $PLAYGROUND_SCREENSHOTS when set."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    small = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    targets = [tmp_path / name]
+    if os.environ.get("PLAYGROUND_SCREENSHOTS"):
+        targets.append(ROOT / os.environ["PLAYGROUND_SCREENSHOTS"] / name)
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        small.save(target, optimize=True)
+    return targets[-1]
+
+
+def health_of(http) -> dict:
+    return http.get("/health").json()
+
+
+def wait_playing(page) -> None:
+    """The result <video> has loaded a frame with a real size and its clock moves."""
+    page.wait_for_function("(v => v.readyState >= 2 && v.videoWidth > 0)(document.querySelector('#video'))",
+                           timeout=30_000)
+    start = page.evaluate("document.querySelector('#video').currentTime")
+    page.evaluate("document.querySelector('#video').play()")
+    page.wait_for_function("t => document.querySelector('#video').currentTime > t + 0.2", arg=start,
+                           timeout=30_000)
+
+
+def test_page_and_assets_are_served(http):
+    redirect = http.get("/playground")
+    assert redirect.status_code in (301, 307) and redirect.headers["location"].endswith("/playground/")
+    page = http.get("/playground/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for asset, kind in (("app.js", "javascript"), ("style.css", "text/css"), ("samples/messi5.jpg", "image/jpeg"),
+                        ("samples/people-walking.mp4", "video/mp4")):
+        response = http.get(f"/playground/{asset}")
+        assert response.status_code == 200 and kind in response.headers["content-type"], asset
+    assert http.get("/playground/../service.py").status_code == 404
+    for text in (page.text, http.get("/playground/app.js").text, http.get("/playground/style.css").text):
+        assert "http://" not in text and "https://" not in text and "@import" not in text
+
+
+def test_object_detection_is_drawn_over_the_photo(pg, tmp_path):
+    page = pg.page
+    photo = media("messi5.jpg")
+    choose(pg, "object-detection", photo)
+    bare = canvas_pixels(page)
+    reference = cv2.imread(str(photo))
+    assert bare.shape == reference.shape  # the canvas holds the photo at its own pixel size
+    assert np.abs(bare.astype(int) - reference).mean() < 3
+
+    body, response = run(pg)
+    assert set(body) == CLIENT_KEYS and body["task"] == "object-detection" and body["model"] == "yolo26n.pt"
+    assert body["mimeType"] == "image/jpeg" and body["options"] == {"threshold": 0.25}
+    assert base64.b64decode(body["payloadBase64"]) == photo.read_bytes()
+    assert response.status == 200
+    detections = response.json()
+    assert detections, "the placeholder model is expected to find something in this photo"
+    assert page.text_content("#error") == "" and page.is_hidden("#error")
+
+    drawn = canvas_pixels(page)
+    changed = (np.abs(drawn.astype(int) - bare).max(axis=2) > CHANGED)
+    touched = np.zeros_like(changed)
+    for item in detections:
+        painted = outline_painted(changed, item["bbox"])
+        assert painted > 0.8, f"box {item['bbox']} outline painted at {painted:.0%} of its length"
+        x1, y1, x2, y2 = (int(round(v)) for v in item["bbox"])
+        # where a box and its label may paint: the box ±3 px, and a label strip above (or inside) it
+        touched[max(0, y1 - 24):y2 + 4, max(0, x1 - 3):max(x2, x1 + 200) + 4] = True
+    assert not (changed & ~touched).any(), "the overlay painted pixels away from every returned box"
+
+    label = page.get_attribute("#canvas", "aria-label")
+    assert f"{len(detections)} object-detection results" in label
+    assert page.locator("#tables table tbody tr").count() == min(len(detections), 50)
+    assert "Done: object-detection" in page.text_content("#status")
+    save_screenshot(page, "playground-object-detection.png", tmp_path)
+    assert_clean(pg)
+
+
+@pytest.mark.parametrize("task", [t for t in IMAGE_TASKS if t != "object-detection"])
+def test_other_image_tasks_draw_or_show_the_error(pg, http, task, tmp_path):
+    """Available tasks draw over (or, for depth, replace) the photo; the others show the API's 503 text."""
+    page = pg.page
+    choose(pg, task, media("messi5.jpg"))
+    bare = canvas_pixels(page)
+    body, response = run(pg)
+    assert set(body) == CLIENT_KEYS and body["task"] == task
+    if task == "sam3-concept-segmentation":
+        assert body["options"] == {"threshold": 0.25, "text_prompt": "person"}
+    if not health_of(http)["models"][task]["available"]:
+        assert response.status == 503
+        assert page.text_content("#error") == response.json()["error"] and page.is_visible("#error")
+        assert page.text_content("#status").startswith("Failed")
+        assert_clean(pg, 503)
+        return
+    assert response.status == 200, response.text()
+    drawn = canvas_pixels(page)
+    assert drawn.shape == bare.shape
+    result = response.json()
+    if task == "depth-estimation":
+        assert page.is_visible("#depth-scale")
+        assert (np.abs(drawn.astype(int) - bare) > CHANGED).mean() > 0.5  # the depth map replaced the photo
+    elif result if isinstance(result, list) else result["instances"]:
+        assert (np.abs(drawn.astype(int) - bare) > CHANGED).any()
+    save_screenshot(page, f"playground-{task}.png", tmp_path)
+    assert_clean(pg)
+
+
+def test_video_to_an_image_task_shows_the_api_error(pg):
+    page = pg.page
+    choose(pg, "object-detection", media("people-walking.mp4"))
+    body, response = run(pg)
+    assert body["mimeType"] == "video/mp4" and response.status == 400
+    assert page.text_content("#error") == response.json()["error"] and "video" in response.json()["error"]
+    assert page.get_attribute("#error", "role") == "alert"
+    assert_clean(pg, 400)
+
+
+def test_api_key_is_sent_as_bearer_and_401_text_is_shown(pg):
+    """The page adds Authorization when a key is typed (answered here by a stand-in 401, like a keyed server)."""
+    page = pg.page
+    seen = {}
+
+    def answer(route):
+        seen.update(route.request.headers)
+        route.fulfill(status=401, content_type="application/json", body='{"error": "a valid API key is required"}')
+
+    page.route("**/infer", answer)
+    choose(pg, "object-detection", media("messi5.jpg"))
+    page.fill("#api-key", "s3cret")
+    run(pg)
+    assert seen["authorization"] == "Bearer s3cret"
+    assert page.text_content("#error") == "a valid API key is required"
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    assert_clean(pg, 401)
+
+
+def test_bundled_sample_video_plays_and_controls_are_labelled(pg):
+    page = pg.page
+    page.click("button[data-sample$='people-walking.mp4']")
+    wait_playing(page)
+    assert page.evaluate("document.querySelector('#video').videoWidth") == 384
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, button, textarea')]
+        .filter(e => e.type !== 'hidden' && !e.labels?.length && !e.getAttribute('aria-label') && !e.textContent.trim())
+        .map(e => e.id || e.outerHTML)""")
+    assert unlabelled == []
+    assert page.get_attribute("#status", "aria-live") == "polite"
+    assert page.get_attribute("#canvas", "role") == "img"
+    assert_clean(pg)
+
+
+def test_velocity_video_plays_with_per_track_speeds(pg, http, tmp_path):
+    if health_of(http)["models"]["velocity-estimation"]["available"] is not True:
+        pytest.skip("velocity-estimation is not available on this server yet (see /health)")
+    page = pg.page
+    choose(pg, "velocity-estimation", media("people-walking.mp4"))
+    page.fill("#max-frames", "12")  # keeps RAFT on the CPU short
+    body, response = run(pg)
+    assert set(body) == CLIENT_KEYS and body["mimeType"] == "video/mp4"
+    assert body["options"]["max_frames"] == 12 and body["options"]["meter_per_pixel"] == 0.05
+    assert response.status == 200, response.text()
+    result = response.json()
+    assert result["content_type"] == "video/mp4"
+    wait_playing(page)
+    tables = page.text_content("#tables")
+    assert "Per-track speeds" in tables and "frames_processed" in tables
+    save_screenshot(page, "playground-velocity-estimation.png", tmp_path)
+    assert_clean(pg)
