@@ -21,6 +21,9 @@ class Settings(BaseModel, frozen=True):
     max_concepts: int = Field(16, description="most SAM 3 concepts in one prompt (400 above)")
     api_key: str = Field("", description="when set, /infer needs 'Authorization: Bearer <key>'")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS ('*' for any)")
+    runner_max_latency_ms: int = Field(
+        30_000, description="a batched runner call waiting longer than this is shed with a 503 (BentoML's max_latency)"
+    )
     weights: str = Field("any", description="'pretrained' refuses to start with random-init placeholders")
 
     @classmethod

@@ -20,6 +20,7 @@ import numpy as np
 
 from models import store
 from runners.common import keep_torch_threads, pick_device, use_half
+from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
@@ -122,7 +123,7 @@ class YoloRunner:
     def __init__(self) -> None:
         self.engine = YoloEngine.from_store()
 
-    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=20)
+    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=get_settings().runner_max_latency_ms)
     async def predict(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.predict, items)
 
