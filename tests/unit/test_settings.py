@@ -1,0 +1,28 @@
+"""Settings come from PERCEPTION_* variables, typed, and every one is documented in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", list(Settings.model_fields))
+def test_every_setting_is_in_the_readme_table(name):
+    assert f"| `PERCEPTION_{name.upper()}` |" in README
+
+
+def test_environment_is_parsed_and_typed():
+    settings = Settings.from_env({"PERCEPTION_MAX_BODY_BYTES": "1024", "PERCEPTION_API_KEY": "k", "OTHER": "x"})
+    assert settings.max_body_bytes == 1024 and settings.api_key == "k"
+    assert Settings.from_env({}).max_body_bytes == 64 * 1024 * 1024
+
+
+def test_bad_values_fail_loudly_at_start_up():
+    with pytest.raises(ValidationError):
+        Settings.from_env({"PERCEPTION_MAX_BODY_BYTES": "lots"})
