@@ -137,7 +137,7 @@ def _require() -> _Gateway:
 
 @bentoml.service(
     name="perception-gateway",
-    workers=int(os.environ.get("PERCEPTION_GATEWAY_WORKERS", "1")),
+    workers=get_settings().gateway_workers,
     traffic={"timeout": 600, "max_concurrency": 512},
 )
 @bentoml.asgi_app(http.create_app(_Proxy()), path="/")

@@ -24,6 +24,9 @@ class Settings(BaseModel, frozen=True):
     runner_max_latency_ms: int = Field(
         30_000, description="a batched runner call waiting longer than this is shed with a 503 (BentoML's max_latency)"
     )
+    device: str = Field("", description="runner device: empty picks cuda:0 when visible, else cpu; or e.g. 'cpu'")
+    precision: str = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
+    gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
     weights: str = Field("any", description="'pretrained' refuses to start with random-init placeholders")
 
     @classmethod

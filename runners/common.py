@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
+
+from settings import get_settings
 
 
 def pick_device() -> str:
@@ -13,7 +14,7 @@ def pick_device() -> str:
     """
     import torch
 
-    wanted = os.environ.get("PERCEPTION_DEVICE", "").strip()
+    wanted = get_settings().device.strip()
     if wanted:
         return wanted
     return "cuda:0" if torch.cuda.is_available() else "cpu"
@@ -21,7 +22,7 @@ def pick_device() -> str:
 
 def use_half(device: str) -> bool:
     """fp16 on CUDA unless ``PERCEPTION_PRECISION=fp32``; always fp32 on CPU."""
-    return device.startswith("cuda") and os.environ.get("PERCEPTION_PRECISION", "fp16") != "fp32"
+    return device.startswith("cuda") and get_settings().precision != "fp32"
 
 
 @contextlib.contextmanager
