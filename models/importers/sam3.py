@@ -9,7 +9,7 @@ ultralytics' ``build_sam3`` loads) and ``sam3_arch.json`` (variant, the ``Sam3Ar
 - ``import_placeholder``: the real classes with random weights, seeded. ``full`` is ultralytics'
   ``build_sam3_image_model`` / ``build_interactive_sam3`` on an empty checkpoint (848 M + 12 M parameters,
   a 3.4 GB file; for GPU hosts). ``reduced`` is the same classes with smaller sizes (``REDUCED_ARCH``,
-  34 M + 6.5 M parameters, run at 336 px), for CPU tests. Both get the text encoder's ``torch.empty``
+  34 M + 6.5 M parameters, run at 252 px), for CPU tests. Both get the text encoder's ``torch.empty``
   parameters initialised (NaN otherwise) and the score heads nudged so that some queries pass a 0.25
   threshold (random weights score every query about the same, ~0.3); see ``tune_placeholder_``.
 """
@@ -34,7 +34,7 @@ GATED_HELP = (
     "`python scripts/import_models.py --file /path/to/sam3.pt`"
 )
 SEED = 0
-REDUCED_IMGSZ = 252  # 18 x 18 patches: the reduced placeholder runs in about a second per image on 2 CPU cores
+REDUCED_IMGSZ = 252  # 18 x 18 patches; the convolutions at 4x this resolution dominate a reduced run
 
 # Placeholder score tuning (see tune_placeholder_): dot-product logits spread ~N(-3.5, 2), presence ~0.9.
 LOGIT_GAIN = 15.0
