@@ -1,0 +1,263 @@
+"""SAM 3 runner: text-prompted concept segmentation of images and videos, one BentoML GPU service.
+
+Everything goes through ultralytics' own SAM 3 predictors, each built once per model at start-up:
+``SAM3SemanticPredictor`` for images (text prompts → every matching instance, with a mask) and
+``SAM3VideoSemanticPredictor`` for videos (detector + memory tracker; stable object ids). The two share
+one detector network, so one lock per model serialises them (the predictors keep per-call state:
+``model.set_classes``, the video inference state).
+
+ultralytics' video predictor only reads videos from a path (``dataset.mode == "video"`` drives its state),
+so ``segment_video`` writes the frames to a temporary lossless FFV1 AVI (exact frames, exact frame count;
+about 50 ms a frame at 768 x 576) that is always removed.
+
+Results leave as plain dicts: per instance ``concept_index``, ``score``, ``xyxy`` (original pixels, clipped),
+``polygon`` (float32 (K, 2), the mask's largest outer contour in original pixels, K > 2), ``mask_area_px``
+and, for videos, ``object_id``. Instances whose mask is empty (nothing to outline) are not reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import bentoml
+import numpy as np
+
+from models import store
+from runners.common import keep_torch_threads, pick_device, use_half
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+
+CHECKPOINT = "sam3.pt"  # these two names are the importer's (models/importers/sam3.py)
+ARCH_FILE = "sam3_arch.json"
+DEFAULT_MODEL = "sam3"
+TEMP_VIDEO_FPS = 10  # the temporary file's nominal rate; nothing downstream uses it
+
+
+@dataclass
+class _LoadedSam3:
+    name: str
+    tag: str
+    variant: str
+    imgsz: int
+    image_predictor: Any  # SAM3SemanticPredictor
+    video_predictor: Any  # SAM3VideoSemanticPredictor (sharing the image predictor's detector)
+    lock: threading.Lock
+
+
+class Sam3Engine:
+    """Loads each installed SAM 3 once and answers image batches and whole videos with plain dicts."""
+
+    predictors_built: ClassVar[int] = 0  # ultralytics predictor objects constructed in this process
+
+    def __init__(self, model_dirs: dict[str, Path], tags: dict[str, str] | None = None, device: str | None = None):
+        self.device = device or pick_device()
+        self.half = use_half(self.device)
+        self.models: dict[str, _LoadedSam3] = {}
+        with keep_torch_threads():
+            for name, model_dir in model_dirs.items():
+                self.models[name] = self._load(name, Path(model_dir), (tags or {}).get(name, name))
+
+    @classmethod
+    def from_store(cls) -> Sam3Engine:
+        installed = store.of_family("sam3")
+        return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()})
+
+    def _load(self, name: str, model_dir: Path, tag: str) -> _LoadedSam3:
+        from runners import sam3_arch
+
+        spec = json.loads((model_dir / ARCH_FILE).read_text())
+        checkpoint = model_dir / CHECKPOINT
+        if spec["variant"] == "full":
+            detector, tracker = sam3_arch.build_full_from_checkpoint(checkpoint)
+        else:
+            detector, tracker = sam3_arch.build_from_checkpoint(sam3_arch.Sam3Arch.from_json(spec["arch"]), checkpoint)
+        overrides = {
+            "imgsz": int(spec["imgsz"]),
+            "device": self.device,
+            "quantize": 16 if self.half else 32,
+            "conf": 0.25,
+            "save": False,  # the predictors' default would write annotated images under ./runs
+            "verbose": False,
+        }
+        image_predictor, video_predictor = _build_predictors(detector, tracker, overrides)
+        Sam3Engine.predictors_built += 2
+        return _LoadedSam3(name, tag, spec["variant"], int(spec["imgsz"]), image_predictor, video_predictor,
+                           threading.Lock())
+
+    def describe(self) -> dict[str, dict]:
+        return {
+            name: {"tag": m.tag, "variant": m.variant, "imgsz": m.imgsz, "device": self.device, "half": self.half}
+            for name, m in self.models.items()
+        }
+
+    def _model(self, name: str | None) -> _LoadedSam3:
+        if not self.models:
+            raise RuntimeError("no SAM 3 model is installed")
+        return self.models[name or (DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models)))]
+
+    def segment_images(self, items: list[dict]) -> list[dict]:
+        """``{"image": uint8 HxWx3 BGR, "concepts": [str], "threshold": float[, "model": str]}`` each."""
+        out = []
+        for item in items:
+            concepts = _concepts(item["concepts"])
+            image = _bgr(item["image"])
+            model = self._model(item.get("model"))
+            predictor = model.image_predictor
+            with model.lock, keep_torch_threads():
+                predictor.args.conf = float(item["threshold"])
+                result = predictor(source=image, text=concepts)[0]
+                out.append({"instances": _image_instances(result, len(concepts))})
+        return out
+
+    def segment_video(
+        self, frames: list[np.ndarray], concepts: list[str], threshold: float, max_objects: int, model: str | None = None
+    ) -> dict:
+        """Track every instance of the concepts through ``frames`` (uint8 BGR, one size); ids stay per object."""
+        concepts = _concepts(concepts)
+        frames = [_bgr(f) for f in frames]
+        if not frames:
+            return {"frames": []}
+        if any(f.shape != frames[0].shape for f in frames):
+            raise ValueError("all frames of a video must have the same size")
+        loaded = self._model(model)
+        predictor = loaded.video_predictor
+        out_frames = []
+        with tempfile.TemporaryDirectory(prefix="sam3-video-") as tmp:
+            path = Path(tmp) / "frames.avi"
+            write_lossless_video(frames, path)
+            with loaded.lock, keep_torch_threads():
+                predictor.args.conf = float(threshold)
+                predictor.score_threshold_detection = float(threshold)
+                predictor.max_num_objects = int(max_objects) if max_objects and max_objects > 0 else 10000
+                stream = predictor(source=str(path), text=concepts, stream=True)
+                with contextlib.closing(stream):
+                    for index, result in enumerate(stream):
+                        out_frames.append({"frame_id": index, "instances": _video_instances(result, len(concepts))})
+        if len(out_frames) != len(frames):
+            raise RuntimeError(f"SAM 3 video predictor returned {len(out_frames)} frames for {len(frames)}")
+        return {"frames": out_frames}
+
+
+def _build_predictors(detector, tracker, overrides: dict):
+    """ultralytics' image and video predictors around networks we built (they would build from a path)."""
+    from ultralytics.models.sam import SAM3SemanticPredictor, SAM3VideoSemanticPredictor
+
+    class _VideoPredictor(SAM3VideoSemanticPredictor):
+        def setup_model(self, model=None, verbose=True):
+            # ultralytics' version builds a full-size tracker from ``args.model``; use the loaded one.
+            SAM3SemanticPredictor.setup_model(self, model, verbose)
+            self.tracker.setup_model(model=tracker, verbose=False)
+
+    image_predictor = SAM3SemanticPredictor(overrides=dict(overrides))
+    image_predictor.setup_model(detector, verbose=False)
+    video_predictor = _VideoPredictor(overrides=dict(overrides))
+    video_predictor.setup_model(image_predictor.model, verbose=False)
+    return image_predictor, video_predictor
+
+
+def write_lossless_video(frames: list[np.ndarray], path: Path) -> None:
+    """BGR frames → FFV1 in AVI: bit-exact when read back with OpenCV, and AVI reports the exact frame count."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=TEMP_VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode())
+
+
+def _concepts(concepts) -> list[str]:
+    concepts = [str(c).strip() for c in concepts]
+    if not concepts or any(not c for c in concepts):
+        raise ValueError("concepts must be a non-empty list of non-empty strings")
+    return concepts
+
+
+def _bgr(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def _image_instances(result, n_concepts: int) -> list[dict]:
+    """``Results`` of the image predictor → instance dicts. Boxes: xyxy, score, class (the concept index)."""
+    boxes = result.boxes.data.float().cpu().numpy() if result.boxes is not None else np.zeros((0, 6))
+    if result.masks is None or len(boxes) == 0:
+        return []
+    return _instances(boxes[:, :4], boxes[:, 4], boxes[:, 5], None, result.masks.data, n_concepts)
+
+
+def _video_instances(result, n_concepts: int) -> list[dict]:
+    """Video ``Results``: boxes are xyxy, object id, score, class (ultralytics' 7-column video layout)."""
+    boxes = result.boxes.data.float().cpu().numpy() if result.boxes is not None else np.zeros((0, 7))
+    if result.masks is None or len(boxes) == 0:
+        return []
+    return _instances(boxes[:, :4], boxes[:, 5], boxes[:, 6], boxes[:, 4], result.masks.data, n_concepts)
+
+
+def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> list[dict]:
+    from ultralytics.utils.ops import masks2segments
+
+    masks = masks.bool().cpu().numpy()
+    height, width = masks.shape[1:]
+    polygons = masks2segments(masks, strategy="largest")
+    areas = masks.reshape(len(masks), -1).sum(1)
+    xyxy = np.clip(xyxy, 0, [width, height, width, height])
+    instances = []
+    for i, polygon in enumerate(polygons):
+        if areas[i] == 0 or len(polygon) < 3:
+            continue
+        concept = int(round(float(classes[i])))
+        if not 0 <= concept < n_concepts or not np.isfinite(scores[i]):
+            raise RuntimeError(f"SAM 3 returned concept {concept} / score {scores[i]} for {n_concepts} concepts")
+        instance = {
+            "concept_index": concept,
+            "score": float(scores[i]),
+            "xyxy": [float(v) for v in xyxy[i]],
+            "polygon": np.asarray(polygon, dtype=np.float32),
+            "mask_area_px": int(areas[i]),
+        }
+        if object_ids is not None:
+            instance["object_id"] = int(object_ids[i])
+        instances.append(instance)
+    return instances
+
+
+@bentoml.service(
+    name="sam3-runner",
+    resources={"gpu": 1},
+    workers=1,
+    traffic={"timeout": 600, "max_concurrency": 64},
+)
+class Sam3Runner:
+    def __init__(self) -> None:
+        self.engine = Sam3Engine.from_store()
+
+    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=50)
+    async def segment_images(self, items: list[dict]) -> list[dict]:
+        return await asyncio.to_thread(self.engine.segment_images, items)
+
+    @bentoml.api
+    async def segment_video(
+        self, frames: list, concepts: list, threshold: float, max_objects: int, model: str | None = None
+    ) -> dict:
+        return await asyncio.to_thread(self.engine.segment_video, frames, concepts, threshold, max_objects, model)
+
+    @bentoml.api
+    async def describe(self) -> dict:
+        return self.engine.describe()
+
+
+Sam3Runner.models.extend(store.references("sam3"))
