@@ -65,9 +65,14 @@ def decode_video(
 ) -> Video:
     """Decode up to ``max_frames`` frames of the first video stream of ``data`` in one pass.
 
-    ``max_pixels`` (width x height), ``max_duration_s`` and ``max_frames_hard`` (frames in the whole stream)
-    are refused with ``MediaTooLarge`` from the header, before decoding; a header that leaves them out is
-    checked again on the frames as they are decoded. Audio and other streams are not demuxed.
+    Limits, refused with ``MediaTooLarge`` from the header before any frame is decoded (and checked again
+    on the decoded frames, for headers that leave them out):
+    - ``max_pixels``: width x height of a frame;
+    - ``max_duration_s``: duration of the whole stream;
+    - ``max_frames_hard``: the server's cap on frames decoded for one request. Refused only when the
+      request would really decode more (``max_frames`` above the cap and the clip longer than the cap);
+      a long clip read for its first ``max_frames`` frames is fine.
+    Fewer than ``min_frames`` decodable frames is ``BadMedia``. Audio and other streams are not demuxed.
     """
     import av
 
@@ -93,7 +98,8 @@ def decode_video(
         rate_hint = _header_rate(stream)
         frames_total = _header_frame_count(stream, duration_s, rate_hint)
 
-        _check_limits(width, height, duration_s, frames_total, max_pixels=max_pixels,
+        frames_wanted = None if frames_total is None else min(frames_total, max_frames)
+        _check_limits(width, height, duration_s, frames_wanted, max_pixels=max_pixels,
                       max_duration_s=max_duration_s, max_frames_hard=max_frames_hard)
 
         # PyAV's default slice threading: frame threading ("AUTO") decodes a little faster but drops
@@ -113,7 +119,7 @@ def decode_video(
             _check_limits(frame.width, frame.height, elapsed, None, max_pixels=max_pixels,
                           max_duration_s=max_duration_s, max_frames_hard=None)
             if max_frames_hard is not None and len(frames) >= max_frames_hard:
-                raise MediaTooLarge(f"the video has more than {max_frames_hard} frames")
+                raise MediaTooLarge(f"decoding more than {max_frames_hard} frames is over the limit")
             # Mid-stream size changes (legal in H.264) are scaled to the first frame's size.
             image = frame.to_ndarray(format="bgr24", width=width, height=height)
             if rotation:
@@ -162,13 +168,13 @@ def _decoded_frames(container, stream, errors: list[str]):
         pass
 
 
-def _check_limits(width, height, duration_s, frames_total, *, max_pixels, max_duration_s, max_frames_hard):
+def _check_limits(width, height, duration_s, frames_wanted, *, max_pixels, max_duration_s, max_frames_hard):
     if width and height and width * height > max_pixels:
         raise MediaTooLarge(f"video frames are {width}x{height}, over the limit of {max_pixels} pixels")
     if duration_s is not None and duration_s > max_duration_s:
         raise MediaTooLarge(f"the video lasts {duration_s:.1f} s, over the limit of {max_duration_s:g} s")
-    if max_frames_hard is not None and frames_total is not None and frames_total > max_frames_hard:
-        raise MediaTooLarge(f"the video has about {frames_total} frames, over the limit of {max_frames_hard}")
+    if max_frames_hard is not None and frames_wanted is not None and frames_wanted > max_frames_hard:
+        raise MediaTooLarge(f"decoding {frames_wanted} frames is over the limit of {max_frames_hard}")
 
 
 def _header_duration_s(container, stream) -> float | None:

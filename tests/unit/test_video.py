@@ -230,10 +230,18 @@ def test_limits_are_checked_from_the_header_before_decoding():
     with pytest.raises(MediaTooLarge, match="lasts"):
         decode_video(header_only, max_frames=10, max_pixels=10**6, max_duration_s=1.0)
     with pytest.raises(MediaTooLarge, match="frames"):
-        decode_video(header_only, max_frames=10, max_frames_hard=11, **LIMITS)
+        decode_video(header_only, max_frames=100, max_frames_hard=11, **LIMITS)
     # At the limits exactly, the whole file decodes.
     video = decode_video(data, max_frames=100, max_pixels=64 * 48, max_duration_s=1.2, max_frames_hard=12)
     assert len(video.frames) == 12
+
+
+def test_frame_cap_refuses_only_what_would_really_be_decoded():
+    data = (MEDIA / "people-walking.webm").read_bytes()  # 30 frames, no frame count in the header
+    assert len(decode_video(data, max_frames=8, max_frames_hard=8, **LIMITS).frames) == 8  # a long clip, sampled
+    assert len(decode_video(data, max_frames=500, max_frames_hard=30, **LIMITS).frames) == 30  # all of it fits
+    with pytest.raises(MediaTooLarge, match="frames"):
+        decode_video(data, max_frames=500, max_frames_hard=20, **LIMITS)
 
 
 def test_webm_without_frame_count_estimates_from_duration():
