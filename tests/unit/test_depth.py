@@ -188,9 +188,9 @@ def test_engine_equals_the_hf_pipeline_on_the_same_weights(engine, messi_depth):
 
 def test_batching_gives_the_same_maps_as_one_at_a_time(engine):
     basketball = cv2.imread(str(MEDIA / "basketball1.png"))
-    # Wide crops keep the forward passes cheap (518 x 168 and 518 x 84 after preprocessing): two of one
+    # Wide crops keep the forward passes cheap (42 x 518 and 84 x 518 after preprocessing): two of one
     # shape, batched together, and one of another shape in between, which gets its own batch.
-    wide_a, thin, wide_b = basketball[:200], basketball[200:300], basketball[250:450]
+    wide_a, thin, wide_b = basketball[100:160], basketball[200:300], basketball[300:360]
     assert engine.preprocess(NAME, wide_a).shape == engine.preprocess(NAME, wide_b).shape
     assert engine.preprocess(NAME, thin).shape != engine.preprocess(NAME, wide_a).shape
     items = [{"model": NAME, "image": img} for img in (wide_a, thin, wide_b)]
@@ -210,3 +210,18 @@ def test_engine_refuses_unknown_models_and_bad_images(engine):
     with pytest.raises(ValueError):
         engine.estimate([{"model": NAME, "image": np.zeros((20, 20), np.uint8)}])
     assert engine.estimate([]) == []
+
+
+def test_bentoml_service_wraps_the_engine(engine):
+    import asyncio
+
+    from runners.depth import DepthRunner
+
+    api = DepthRunner.apis["estimate"]
+    assert api.batchable and api.max_batch_size == 16
+    assert DepthRunner.config["resources"] == {"gpu": 1}
+    runner = DepthRunner.inner()  # the class BentoML instantiates, built from the same store
+    assert NAME in runner.engine.models
+    item = {"model": NAME, "image": cv2.imread(str(MEDIA / "messi5.jpg"))[:60]}  # cheap: 518 x 56
+    served = asyncio.run(runner.estimate([item]))
+    np.testing.assert_array_equal(served[0]["depth"], engine.estimate([item])[0]["depth"])

@@ -189,3 +189,19 @@ def test_unknown_model_is_a_key_error(engine):
     with pytest.raises(KeyError):
         engine.flow([{"model": "raft-huge", "frame0": frame0, "frame1": frame1}])
     assert engine.flow([]) == []
+
+
+def test_bentoml_service_wraps_the_engine(engine):
+    import asyncio
+
+    from runners.flow import FlowRunner
+
+    api = FlowRunner.apis["flow"]
+    assert api.batchable and api.max_batch_size == 8
+    assert FlowRunner.config["resources"] == {"gpu": 1}
+    runner = FlowRunner.inner()  # the class BentoML instantiates, built from the same store
+    assert set(runner.engine.models) == {"raft-large", "raft-small"}
+    frame0, frame1 = _frames(6)
+    item = {"model": "raft-small", "frame0": frame0, "frame1": frame1, "iters": 1}
+    served = asyncio.run(runner.flow([item]))
+    np.testing.assert_array_equal(served[0]["flow"], engine.flow([item])[0]["flow"])
