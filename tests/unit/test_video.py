@@ -45,12 +45,13 @@ def _make_clip(
     pts_ms: list[int] | None = None,
     audio: bool = False,
     rotation: int = 0,
+    pix_fmt: str = "yuv420p",
 ) -> bytes:
     """A small synthetic clip made with PyAV in memory (moov at the end, as most cameras write it)."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=fmt) as out:
         video = out.add_stream(codec, rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
         if pts_ms is not None:
             video.codec_context.time_base = Fraction(1, 1000)
         if rotation:
@@ -146,10 +147,13 @@ def test_audio_track_is_ignored():
     assert len(video.frames) == 12 and video.fps == pytest.approx(10.0)
 
 
-def test_mov_hevc_decodes():
-    video = decode_video(_make_clip(fmt="mov", codec="libx265"), max_frames=100, **LIMITS)
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le"])  # 10-bit: what recent phones record
+def test_mov_hevc_decodes(pix_fmt):
+    video = decode_video(_make_clip(fmt="mov", codec="libx265", pix_fmt=pix_fmt), max_frames=100, **LIMITS)
     assert video.codec == "hevc" and len(video.frames) == 12
     assert (video.width, video.height) == (64, 48)
+    assert video.frames[5].dtype == np.uint8
+    assert np.abs(video.frames[5].astype(int) - _pattern(5).astype(int)).mean() < 12
 
 
 def test_decoded_pixels_match_what_was_encoded():
