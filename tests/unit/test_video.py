@@ -258,16 +258,21 @@ def test_webm_without_frame_count_estimates_from_duration():
 # ---------------------------------------------------------------- encode
 
 
-def _tmp_listing() -> set[str]:
-    return set(os.listdir(tempfile.gettempdir()))
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """tempfile's directory pointed at an empty folder of this test's own (other processes share /tmp)."""
+    folder = tmp_path / "tempdir"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    assert tempfile.gettempdir() == str(folder)
+    return folder
 
 
 @pytest.mark.parametrize("fps", [10.0, 29.97, 30000 / 1001, 25.0])
-def test_encode_h264_output_parsed(fps):
+def test_encode_h264_output_parsed(fps, private_tmp):
     frames = [_pattern(i, 63, 47) for i in range(12)]  # odd size on purpose
-    before = _tmp_listing()
     data = encode_h264(frames, fps)
-    assert _tmp_listing() - before == set()
+    assert os.listdir(private_tmp) == []
     info = probe_mp4(data)
     assert info["codec"] == "h264"
     assert info["pix_fmt"] == "yuv420p"
@@ -291,14 +296,22 @@ def test_encode_round_trip_keeps_the_picture_and_pads_with_the_edge():
     assert np.abs(video.frames[3][:47, 63].astype(int) - frames[3][:, 62].astype(int)).mean() < 20
 
 
-def test_encode_removes_its_temp_dir_on_errors():
+def test_encode_removes_its_temp_dir_on_errors(private_tmp, monkeypatch):
     frames = [_pattern(i) for i in range(3)]
-    before = _tmp_listing()
     with pytest.raises(ValueError):
         encode_h264(frames + [np.zeros((10, 10, 3), np.uint8)], 10)  # refused before any file is made
     with pytest.raises(av.FFmpegError):
         encode_h264(frames, 10, preset="no-such-preset")  # fails inside the writer
-    assert _tmp_listing() - before == set()
+    assert os.listdir(private_tmp) == []
+    # fails after the file is written: still nothing left behind
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(OSError("disk gone")))
+    made = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
+    with pytest.raises(OSError, match="disk gone"):
+        encode_h264(frames, 10)
+    assert len(made) == 1 and made[0].startswith(str(private_tmp))
+    assert os.listdir(private_tmp) == []
 
 
 @pytest.mark.parametrize("bad", [[], [np.zeros((4, 4), np.uint8)], [np.zeros((4, 4, 3), np.float32)]])
