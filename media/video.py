@@ -121,7 +121,11 @@ def decode_video(
             if max_frames_hard is not None and len(frames) >= max_frames_hard:
                 raise MediaTooLarge(f"decoding more than {max_frames_hard} frames is over the limit")
             # Mid-stream size changes (legal in H.264) are scaled to the first frame's size.
-            image = frame.to_ndarray(format="bgr24", width=width, height=height)
+            try:
+                image = frame.to_ndarray(format="bgr24", width=width, height=height)
+            except (av.FFmpegError, ValueError) as exc:  # a pixel format swscale cannot convert
+                errors.append(f"frame {len(frames)} cannot be converted to BGR: {exc}")
+                break
             if rotation:
                 image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
             frames.append(image)
