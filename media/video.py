@@ -1,0 +1,328 @@
+"""Video in and out: one decode pass from bytes to BGR frames, one H.264 encode back to MP4 bytes.
+
+PyAV only (OpenCV's ``VideoWriter`` cannot write H.264 with the wheels used here). Decoding reads the
+container from memory; limits are checked on the stream header before any frame is decoded, and frames
+are decoded until ``max_frames``, then the pass stops.
+
+Decisions a caller may want to know:
+- A stream that breaks part way (a truncated upload, a corrupt packet) keeps the frames decoded before
+  the break; ``Video.decode_error`` says what broke. Fewer than ``min_frames`` good frames is ``BadMedia``.
+- Rotation metadata (the display matrix, as phones write it) is applied: frames come out upright and
+  ``width``/``height`` are the displayed size. Mirroring flags in the matrix are not applied.
+- ``fps`` comes from the decoded frames' timestamps (median interval, so variable-frame-rate clips get
+  their typical rate), then the stream's average rate, then 25.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+import struct
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_FPS = 25.0
+
+
+class BadMedia(ValueError):
+    """Not a decodable video: no video stream, corrupt, or fewer frames than the caller needs (HTTP 400)."""
+
+
+class MediaTooLarge(ValueError):
+    """Over the configured pixel, duration or frame-count limits, judged from the header (HTTP 413)."""
+
+
+@dataclass
+class Video:
+    frames: list[np.ndarray]  # uint8 HxWx3 BGR, upright (rotation metadata applied)
+    fps: float
+    width: int  # of the frames as returned (after rotation)
+    height: int
+    codec: str  # FFmpeg decoder name: h264, hevc, vp9, msmpeg4, ...
+    container: str  # FFmpeg demuxer name: "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", ...
+    frames_total_estimate: int | None  # frames in the whole stream per its header; None when unknown
+    duration_s: float | None  # of the whole stream per its header; None when unknown
+    rotation: int = 0  # degrees counter-clockwise applied to the decoded frames (0, 90, 180, 270)
+    decode_error: str | None = None  # set when decoding stopped early on an error (frames kept are good)
+
+
+# ---------------------------------------------------------------- decode
+
+
+def decode_video(
+    data: bytes,
+    *,
+    max_frames: int,
+    max_pixels: int,
+    max_duration_s: float,
+    max_frames_hard: int | None = None,
+    min_frames: int = 1,
+) -> Video:
+    """Decode up to ``max_frames`` frames of the first video stream of ``data`` in one pass.
+
+    Limits, refused with ``MediaTooLarge`` from the header before any frame is decoded (and checked again
+    on the decoded frames, for headers that leave them out):
+    - ``max_pixels``: width x height of a frame;
+    - ``max_duration_s``: duration of the whole stream;
+    - ``max_frames_hard``: the server's cap on frames decoded for one request. Refused only when the
+      request would really decode more (``max_frames`` above the cap and the clip longer than the cap);
+      a long clip read for its first ``max_frames`` frames is fine.
+    Fewer than ``min_frames`` decodable frames is ``BadMedia``. Audio and other streams are not demuxed.
+    """
+    import av
+
+    if max_frames < 1:
+        raise ValueError("max_frames must be at least 1")
+    if not data:
+        raise BadMedia("empty video payload")
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
+        raise BadMedia(f"not a decodable video container: {exc}") from exc
+
+    with container:
+        if not container.streams.video:
+            raise BadMedia("the file has no video stream")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:  # e.g. an MP4 whose index (moov) is cut off
+            raise BadMedia("the video stream has no decodable codec (truncated or unsupported file)")
+        codec = stream.codec_context.name
+        container_name = container.format.name
+        width, height = int(stream.width or 0), int(stream.height or 0)
+        duration_s = _header_duration_s(container, stream)
+        rate_hint = _header_rate(stream)
+        frames_total = _header_frame_count(stream, duration_s, rate_hint)
+
+        frames_wanted = None if frames_total is None else min(frames_total, max_frames)
+        _check_limits(width, height, duration_s, frames_wanted, max_pixels=max_pixels,
+                      max_duration_s=max_duration_s, max_frames_hard=max_frames_hard)
+
+        # PyAV's default slice threading: frame threading ("AUTO") decodes a little faster but drops
+        # frames around a corrupt packet without raising, which would hide a broken upload.
+        frames: list[np.ndarray] = []
+        times: list[float] = []
+        rotation = 0
+        first_time: float | None = None
+        errors: list[str] = []
+        decoded = _decoded_frames(container, stream, errors)
+        for frame in decoded:
+            if not frames:
+                width, height = frame.width, frame.height
+                rotation = _quarter_turns(frame.rotation) * 90
+                first_time = frame.time
+            elapsed = None if frame.time is None or first_time is None else frame.time - first_time
+            _check_limits(frame.width, frame.height, elapsed, None, max_pixels=max_pixels,
+                          max_duration_s=max_duration_s, max_frames_hard=None)
+            if max_frames_hard is not None and len(frames) >= max_frames_hard:
+                raise MediaTooLarge(f"decoding more than {max_frames_hard} frames is over the limit")
+            # Mid-stream size changes (legal in H.264) are scaled to the first frame's size.
+            try:
+                image = frame.to_ndarray(format="bgr24", width=width, height=height)
+            except (av.FFmpegError, ValueError) as exc:  # a pixel format swscale cannot convert
+                errors.append(f"frame {len(frames)} cannot be converted to BGR: {exc}")
+                break
+            if rotation:
+                image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+            frames.append(image)
+            if frame.time is not None:
+                times.append(float(frame.time))
+            if len(frames) >= max_frames:
+                break
+        decoded.close()
+
+    decode_error = errors[0] if errors else None
+    if len(frames) < max(min_frames, 1):
+        detail = f" ({decode_error})" if decode_error else ""
+        raise BadMedia(f"the video has {len(frames)} decodable frames, at least {max(min_frames, 1)} needed{detail}")
+
+    out_h, out_w = frames[0].shape[:2]
+    return Video(
+        frames=frames,
+        fps=_fps_from_times(times) or rate_hint or DEFAULT_FPS,
+        width=out_w,
+        height=out_h,
+        codec=codec,
+        container=container_name,
+        frames_total_estimate=frames_total,
+        duration_s=duration_s,
+        rotation=rotation,
+        decode_error=decode_error,
+    )
+
+
+def _decoded_frames(container, stream, errors: list[str]):
+    """Frames in presentation order. On a read or decode error, stop reading packets, note the error in
+    ``errors`` and still drain the frames the decoder holds (with B-frames it holds several)."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            yield from packet.decode()  # the last packet is empty and flushes the decoder
+        return
+    except av.FFmpegError as exc:
+        errors.append(f"the stream is cut short or corrupt: {exc}")
+    try:
+        yield from stream.codec_context.decode(None)
+    except av.FFmpegError:
+        pass
+
+
+def _check_limits(width, height, duration_s, frames_wanted, *, max_pixels, max_duration_s, max_frames_hard):
+    if width and height and width * height > max_pixels:
+        raise MediaTooLarge(f"video frames are {width}x{height}, over the limit of {max_pixels} pixels")
+    if duration_s is not None and duration_s > max_duration_s:
+        raise MediaTooLarge(f"the video lasts {duration_s:.1f} s, over the limit of {max_duration_s:g} s")
+    if max_frames_hard is not None and frames_wanted is not None and frames_wanted > max_frames_hard:
+        raise MediaTooLarge(f"decoding {frames_wanted} frames is over the limit of {max_frames_hard}")
+
+
+def _header_duration_s(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def _header_rate(stream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0 and math.isfinite(float(rate)):
+            fps = float(rate)
+            if 0.1 <= fps <= 1000:
+                return fps
+    return None
+
+
+def _header_frame_count(stream, duration_s: float | None, rate: float | None) -> int | None:
+    if stream.frames:
+        return int(stream.frames)
+    if duration_s is not None and rate is not None:
+        return max(1, round(duration_s * rate))
+    return None
+
+
+def _fps_from_times(times: list[float]) -> float | None:
+    """The rate of the median interval between consecutive presentation times, or None."""
+    ordered = sorted(set(times))
+    intervals = [b - a for a, b in zip(ordered, ordered[1:], strict=False) if b > a]
+    if not intervals:
+        return None
+    median = statistics.median(intervals)
+    return 1.0 / median if median > 0 else None
+
+
+def _quarter_turns(degrees) -> int:
+    try:
+        return round(float(degrees) / 90) % 4
+    except (TypeError, ValueError):
+        return 0
+
+
+# ---------------------------------------------------------------- encode
+
+
+def encode_h264(frames: list[np.ndarray], fps: float, *, crf: int = 23, preset: str = "veryfast") -> bytes:
+    """MP4 bytes a browser plays as they are: H.264 (libx264), yuv420p, even size, ``moov`` before ``mdat``.
+
+    ``frames`` are uint8 HxWx3 BGR of one size; an odd width or height is padded by one pixel (the edge
+    repeated), so nothing drawn on the frame is lost. The stream's time base is ``1/fps`` as a fraction
+    (29.97 stays 2997/100, 30000/1001 stays as it is), one tick per frame.
+    """
+    import av
+
+    if not frames:
+        raise ValueError("no frames to encode")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be positive, got {fps}")
+    height, width = frames[0].shape[:2]
+    for image in frames:
+        if image.shape != (height, width, 3) or image.dtype != np.uint8:
+            raise ValueError(f"every frame must be uint8 {height}x{width}x3, got {image.dtype} {image.shape}")
+    pad_h, pad_w = height % 2, width % 2
+    rate = Fraction(fps).limit_denominator(1001)
+
+    # +faststart rewrites the file to move moov before mdat, which needs a seekable real file.
+    with tempfile.TemporaryDirectory(prefix="perception-h264-") as tmp:
+        path = Path(tmp) / "out.mp4"
+        with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height = width + pad_w, height + pad_h
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.time_base = Fraction(1) / rate
+            stream.options = {"crf": str(crf), "preset": preset}
+            for index, image in enumerate(frames):
+                if pad_h or pad_w:
+                    image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+                frame.pts = index
+                frame.time_base = stream.codec_context.time_base
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        return path.read_bytes()
+
+
+# ---------------------------------------------------------------- probe
+
+
+def mp4_top_level_boxes(data: bytes) -> list[tuple[str, int]]:
+    """``[(type, size), ...]`` of the top-level ISO-BMFF boxes, read from the bytes themselves."""
+    boxes: list[tuple[str, int]] = []
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        header = 8
+        if size == 1:  # 64-bit size follows the type
+            if offset + 16 > len(data):
+                raise BadMedia("truncated MP4 box header")
+            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+            header = 16
+        elif size == 0:  # the box runs to the end of the file
+            size = len(data) - offset
+        if size < header or offset + size > len(data):
+            raise BadMedia(f"MP4 box {kind!r} at {offset} has a bad size {size}")
+        boxes.append((kind.decode("latin-1"), size))
+        offset += size
+    if offset != len(data):
+        raise BadMedia(f"{len(data) - offset} stray bytes after the last MP4 box")
+    return boxes
+
+
+def probe_mp4(data: bytes) -> dict:
+    """What an MP4 really holds, found by parsing it (box order) and decoding it (PyAV), not by trusting
+    whoever wrote it: ``boxes``, ``moov_before_mdat``, ``codec``, ``pix_fmt``, ``width``, ``height``,
+    ``frames`` (decoded), ``frames_header``, ``fps`` (average rate from the header), ``fps_from_pts``.
+    """
+    import av
+
+    boxes = mp4_top_level_boxes(data)
+    kinds = [kind for kind, _ in boxes]
+    moov_before_mdat = "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        info = {
+            "boxes": kinds,
+            "moov_before_mdat": moov_before_mdat,
+            "container": container.format.name,
+            "codec": ctx.name,
+            "profile": stream.profile,
+            "pix_fmt": ctx.pix_fmt,
+            "width": ctx.width,
+            "height": ctx.height,
+            "frames_header": int(stream.frames),
+            "fps": float(stream.average_rate) if stream.average_rate else None,
+        }
+        times = []
+        count = 0
+        for frame in container.decode(stream):
+            count += 1
+            if frame.time is not None:
+                times.append(float(frame.time))
+    info["frames"] = count
+    info["fps_from_pts"] = _fps_from_times(times)
+    return info

@@ -1,0 +1,151 @@
+"""Flow runner: every installed RAFT model (torchvision), one BentoML GPU service.
+
+An item is a pair of frames of one size; the answer is the flow from ``frame0`` to ``frame1`` in pixels of
+those frames: ``flow[y, x] = (dx, dy)`` moves pixel ``(x, y)`` of ``frame0`` to ``(x + dx, y + dy)`` in
+``frame1`` (float32 HxWx2). It is RAFT's last refinement (``iters``, default 12, per item).
+
+The gateway sizes the frames: both sides must be multiples of 8 (RAFT works at 1/8 scale) and at least
+128 (its correlation pyramid halves the 1/8 map three more times), else ``ValueError``.
+
+Preprocessing is torchvision's ``OpticalFlow`` preset (what ``Raft_Large_Weights.DEFAULT.transforms()``
+does): RGB, ``x / 255``, then ``(x - 0.5) / 0.5``, i.e. [-1, 1]. Reproduced here, on the device, so no
+weights enum is needed. Pairs of the same model, size and ``iters`` run as one batch; on CUDA under fp16
+autocast (RAFT's correlation and GRU are autocast-safe; the output is returned in float32).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from runners.common import pick_device, use_half
+
+MAX_BATCH = 8
+DEFAULT_ITERS = 12
+MAX_ITERS = 64
+MIN_SIDE = 128
+
+
+class FlowEngine:
+    """Loads each RAFT once; ``flow`` runs same-model, same-size, same-``iters`` pairs as one batch."""
+
+    def __init__(self, models: dict[str, tuple[str | Path, str]], tags: dict[str, str] | None = None,
+                 device: str | None = None, max_batch: int = MAX_BATCH):
+        """``models``: store name → (path of ``raft.pt``, variant ``large`` | ``small``)."""
+        import torch
+
+        from models.importers.raft import build_model
+
+        self.device = device or pick_device()
+        self.half = use_half(self.device)
+        self.max_batch = max_batch
+        self.tags = tags or {name: name for name in models}
+        self.variants: dict[str, str] = {}
+        self.models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        for name, (path, variant) in models.items():
+            model = build_model(variant)
+            model.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True), strict=True)
+            self.models[name] = model.to(self.device).eval()
+            self.variants[name] = variant
+
+    @classmethod
+    def from_store(cls, device: str | None = None) -> FlowEngine:
+        from models import store
+        from models.importers.raft import WEIGHTS_FILE
+
+        installed = store.of_family("flow")
+        return cls({name: (m.path / WEIGHTS_FILE, m.variant) for name, m in installed.items()},
+                   tags={name: m.tag for name, m in installed.items()}, device=device)
+
+    def describe(self) -> dict[str, dict]:
+        return {name: {"tag": self.tags[name], "variant": self.variants[name], "device": self.device,
+                       "half": self.half, "output": "flow frame0 → frame1, (dx, dy) pixels"}
+                for name in self.models}
+
+    def _precision(self):
+        import torch
+
+        if self.half:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def to_input(self, frames_bgr: list[np.ndarray]):
+        """uint8 HxWx3 BGR frames → (N, 3, H, W) float32 RGB in [-1, 1] on the device (torchvision's preset)."""
+        import torch
+
+        batch = torch.from_numpy(np.stack(frames_bgr)[..., ::-1].copy()).to(self.device)
+        batch = batch.permute(0, 3, 1, 2).float().div(255)
+        return ((batch - 0.5) / 0.5).contiguous()
+
+    def flow(self, items: list[dict]) -> list[dict]:
+        """``[{"model", "frame0", "frame1", "iters"?}]`` → ``[{"flow": float32 HxWx2 (dx, dy)}]``."""
+        import torch
+
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            shape, iters = _check_item(item, self.models)
+            groups[(item["model"], shape, iters)].append(index)
+        out: list[dict] = [{} for _ in items]
+        with self._lock, torch.inference_mode():
+            for (name, _shape, iters), indices in groups.items():
+                for start in range(0, len(indices), self.max_batch):
+                    chunk = indices[start:start + self.max_batch]
+                    image0 = self.to_input([items[i]["frame0"] for i in chunk])
+                    image1 = self.to_input([items[i]["frame1"] for i in chunk])
+                    with self._precision():
+                        predictions = self.models[name](image0, image1, num_flow_updates=iters)
+                    flow = predictions[-1].float().permute(0, 2, 3, 1).cpu().numpy()
+                    for row, i in enumerate(chunk):
+                        out[i] = {"flow": np.ascontiguousarray(flow[row], dtype=np.float32)}
+        return out
+
+
+def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
+    name = item.get("model")
+    if name not in models:
+        raise KeyError(f"flow model {name!r} is not loaded (have {sorted(models)})")
+    frames = [item.get("frame0"), item.get("frame1")]
+    for frame in frames:
+        if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3):
+            raise ValueError(f"frames must be uint8 HxWx3 BGR, got {getattr(frame, 'dtype', type(frame))} "
+                             f"{getattr(frame, 'shape', '')}")
+    if frames[0].shape != frames[1].shape:
+        raise ValueError(f"frame0 and frame1 differ in size: {frames[0].shape} vs {frames[1].shape}")
+    height, width = frames[0].shape[:2]
+    if height % 8 or width % 8:
+        raise ValueError(f"RAFT needs height and width divisible by 8, got {width}x{height}")
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(f"RAFT needs both sides at least {MIN_SIDE} px, got {width}x{height}")
+    iters = item.get("iters", DEFAULT_ITERS)
+    if isinstance(iters, bool) or not isinstance(iters, int | np.integer) or not 1 <= iters <= MAX_ITERS:
+        raise ValueError(f"iters must be an integer in 1..{MAX_ITERS}, got {iters!r}")
+    return (height, width), int(iters)
+
+
+@bentoml.service(
+    name="flow-runner",
+    resources={"gpu": 1},
+    workers=1,
+    traffic={"timeout": 300, "max_concurrency": 256},
+)
+class FlowRunner:
+    def __init__(self) -> None:
+        self.engine = FlowEngine.from_store()
+
+    # max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends ~120 pairs
+    # (RAFT large 640x360 fp16: ~46 ms per batch of 8 on an H200), so the bound must be generous.
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60_000)
+    async def flow(self, items: list[dict]) -> list[dict]:
+        return await asyncio.to_thread(self.engine.flow, items)
+
+    @bentoml.api
+    async def describe(self) -> dict:
+        return self.engine.describe()
