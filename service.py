@@ -23,6 +23,7 @@ from media.decode import decode_base64, sniff
 from models import store
 from models.catalog import DEFAULT_MODEL, TASK_KIND, TASKS
 from models.resolve import resolve
+from runners.sam3 import Sam3Runner
 from runners.yolo import YoloRunner
 from settings import get_settings
 from tasks import HANDLERS
@@ -32,7 +33,7 @@ for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB
     os.environ.setdefault(_name, _value)
 
 log = logging.getLogger("perception.gateway")
-RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo"}
+RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo", "sam3": "sam3"}
 HEALTH_TTL_S = 5.0
 
 
@@ -143,6 +144,7 @@ def _require() -> _Gateway:
 @bentoml.asgi_app(http.create_app(_Proxy()), path="/")
 class Gateway(_Gateway):
     yolo = bentoml.depends(YoloRunner)
+    sam3 = bentoml.depends(Sam3Runner)
 
     def __init__(self) -> None:
         global _app_gateway

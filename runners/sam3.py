@@ -32,6 +32,7 @@ import numpy as np
 
 from models import store
 from runners.common import keep_torch_threads, pick_device, use_half
+from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
@@ -245,7 +246,7 @@ class Sam3Runner:
     def __init__(self) -> None:
         self.engine = Sam3Engine.from_store()
 
-    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=50)
+    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=get_settings().runner_max_latency_ms)
     async def segment_images(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.segment_images, items)
 

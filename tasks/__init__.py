@@ -3,10 +3,11 @@
 ``HANDLERS`` is the registry: a task without an entry answers 503 "not available yet".
 """
 
-from tasks import detection
+from tasks import detection, sam3
 
 HANDLERS = {
     "object-detection": detection,
     "image-segmentation": detection,
     "pose-estimation": detection,
+    "sam3-concept-segmentation": sam3,
 }

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.store import InstalledModel
+from settings import Settings
 
 
 class Runners(Protocol):
@@ -67,3 +68,20 @@ def resize_to_fit(bgr: np.ndarray, long_side: int) -> Resized:
         bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR
     )
     return Resized(resized, width / new_w, height / new_h, (width, height))
+
+
+def load_video(data: bytes, max_frames: int, settings: Settings, min_frames: int):
+    """Decode up to ``max_frames`` frames under the configured limits; bad video → 400, over limits → 413."""
+    from api.errors import bad_request, too_large
+    from media.video import BadMedia, MediaTooLarge, decode_video
+
+    try:
+        return decode_video(
+            data, max_frames=max_frames, max_pixels=settings.max_video_pixels,
+            max_duration_s=settings.max_video_seconds, max_frames_hard=settings.max_video_frames,
+            min_frames=min_frames,
+        )
+    except MediaTooLarge as exc:
+        raise too_large(f"video is over the limits: {exc}") from None
+    except BadMedia as exc:
+        raise bad_request(f"payload is not a decodable video: {exc}") from None
