@@ -23,6 +23,8 @@ from media.decode import decode_base64, sniff
 from models import store
 from models.catalog import DEFAULT_MODEL, TASK_KIND, TASKS
 from models.resolve import resolve
+from runners.depth import DepthRunner
+from runners.flow import FlowRunner
 from runners.sam3 import Sam3Runner
 from runners.yolo import YoloRunner
 from settings import get_settings
@@ -33,7 +35,7 @@ for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB
     os.environ.setdefault(_name, _value)
 
 log = logging.getLogger("perception.gateway")
-RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo", "sam3": "sam3"}
+RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo", "sam3": "sam3", "depth": "depth", "flow": "flow"}
 HEALTH_TTL_S = 5.0
 
 
@@ -145,6 +147,8 @@ def _require() -> _Gateway:
 class Gateway(_Gateway):
     yolo = bentoml.depends(YoloRunner)
     sam3 = bentoml.depends(Sam3Runner)
+    depth = bentoml.depends(DepthRunner)
+    flow = bentoml.depends(FlowRunner)
 
     def __init__(self) -> None:
         global _app_gateway

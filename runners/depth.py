@@ -28,6 +28,7 @@ import bentoml
 import numpy as np
 
 from runners.common import pick_device, use_half
+from settings import get_settings
 
 MAX_BATCH = 16
 
@@ -126,7 +127,7 @@ class DepthRunner:
 
     # max_latency_ms is BentoML's cancel threshold (503), not a wait: a batch of 16 takes ~20 ms on an
     # H200 in fp16, so a tight value would turn a burst into 503s. The wait for batch-mates is adaptive.
-    @bentoml.api(batchable=True, max_batch_size=16, max_latency_ms=5_000)
+    @bentoml.api(batchable=True, max_batch_size=16, max_latency_ms=get_settings().runner_max_latency_ms)
     async def estimate(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.estimate, items)
 

@@ -26,6 +26,7 @@ import bentoml
 import numpy as np
 
 from runners.common import pick_device, use_half
+from settings import get_settings
 
 MAX_BATCH = 8
 DEFAULT_ITERS = 12
@@ -142,7 +143,7 @@ class FlowRunner:
 
     # max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends ~120 pairs
     # (RAFT large 640x360 fp16: ~46 ms per batch of 8 on an H200), so the bound must be generous.
-    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60_000)
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=2 * get_settings().runner_max_latency_ms)
     async def flow(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.flow, items)
 
