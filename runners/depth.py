@@ -27,6 +27,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from models import store
 from runners.common import pick_device, use_half
 from settings import get_settings
 
@@ -134,3 +135,6 @@ class DepthRunner:
     @bentoml.api
     async def describe(self) -> dict:
         return self.engine.describe()
+
+
+DepthRunner.models.extend(store.references("depth"))

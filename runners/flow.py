@@ -25,6 +25,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from models import store
 from runners.common import pick_device, use_half
 from settings import get_settings
 
@@ -150,3 +151,6 @@ class FlowRunner:
     @bentoml.api
     async def describe(self) -> dict:
         return self.engine.describe()
+
+
+FlowRunner.models.extend(store.references("flow"))
