@@ -1,0 +1,79 @@
+"""depth-estimation: image → Depth Anything runner → 8-bit grey PNG (bright = near), same size as the input.
+
+The runner returns relative inverse depth (larger = nearer) at the size of the image it was sent; the map
+is min-max normalised here, so ``depth_image`` is relative, never metric. Extras of ours beside it:
+``width``, ``height``, the raw range ``depth_min`` / ``depth_max`` (the runner's units), and on request a
+lossless 16-bit PNG (``png16``: 65,536 levels for measuring) and an inferno colour preview (``colormap``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+
+from api.schema import DepthOptions
+from media.decode import decode_image
+from settings import Settings
+from tasks.base import Resized, Runners, TaskInput, resize_to_fit
+
+ACCEPTS = ("image",)
+MAX_SIDE = 1024  # larger photos are shrunk in the gateway (the model works at 518 px anyway), maps scaled back
+
+
+async def handle(task_input: TaskInput, runners: Runners, settings: Settings) -> dict:
+    options: DepthOptions = task_input.options
+    resized = await asyncio.to_thread(decode_and_fit, task_input.data, settings)
+    (result,) = await runners.depth.estimate([{"model": task_input.model.store_name, "image": resized.bgr}])
+    return await asyncio.to_thread(encode, np.asarray(result["depth"], dtype=np.float32), resized, options)
+
+
+def decode_and_fit(data: bytes, settings: Settings) -> Resized:
+    image = decode_image(data, max_pixels=settings.max_image_pixels)
+    long_side = max(image.width, image.height)
+    return resize_to_fit(image.bgr, min(MAX_SIDE, long_side))
+
+
+def normalise(depth: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (a constant map is all zeros); NaN and inf count as the far end."""
+    finite = np.isfinite(depth)
+    if not finite.any():
+        return np.zeros(depth.shape, dtype=np.float64)
+    low, high = float(depth[finite].min()), float(depth[finite].max())
+    out = np.zeros(depth.shape, dtype=np.float64)
+    if high > low:
+        out[finite] = (depth[finite] - low) / (high - low)
+    return out
+
+
+def _png(array: np.ndarray) -> str:
+    import cv2
+
+    ok, buffer = cv2.imencode(".png", array)
+    assert ok
+    return base64.b64encode(buffer.tobytes()).decode()
+
+
+def encode(depth: np.ndarray, resized: Resized, options: DepthOptions) -> dict:
+    import cv2
+
+    width, height = resized.resolution_wh
+    if depth.shape != (height, width):
+        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_CUBIC)
+    unit = normalise(depth)
+    finite = depth[np.isfinite(depth)]
+    grey8 = np.round(unit * 255).astype(np.uint8)
+    out = {
+        "depth_image": _png(grey8),
+        "width": width,
+        "height": height,
+        "depth_min": float(finite.min()) if finite.size else 0.0,
+        "depth_max": float(finite.max()) if finite.size else 0.0,
+        "relative": True,
+    }
+    if options.png16:
+        out["depth_png16"] = _png(np.round(unit * 65535).astype(np.uint16))
+    if options.colormap:
+        out["depth_colormap"] = _png(cv2.applyColorMap(grey8, cv2.COLORMAP_INFERNO))
+    return out
