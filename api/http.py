@@ -7,6 +7,7 @@ and ``await gateway.health()``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -40,6 +41,7 @@ LATENCY = bentoml.metrics.Histogram(
     name="perception_request_duration_seconds", documentation="POST /infer end-to-end latency by task",
     labelnames=["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+DISCONNECT_POLL_S = 0.5
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
 
@@ -75,6 +77,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def until_disconnect(request: Request, work) -> Any:
+    """Await ``work``, cancelling it if the client goes away first (no work left running for nobody)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise ClientDisconnect()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 def check_api_key(request: Request, settings: Settings) -> None:
     if not settings.api_key:
         return
@@ -100,7 +118,7 @@ def create_app(gateway: Gateway) -> Starlette:
             except (ValueError, RecursionError):
                 raise bad_request("the body is not valid JSON") from None
             task = body.get("task", "?") if isinstance(body, dict) else "?"
-            response = _json(await gateway.infer(body), 200, request_id)
+            response = _json(await until_disconnect(request, gateway.infer(body)), 200, request_id)
         except ApiError as error:
             response = _error(error, request_id)
         except ClientDisconnect:
