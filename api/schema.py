@@ -52,7 +52,7 @@ class YoloOptions(_Options):
         640, description="inference size (long side, pixels), rounded up to a multiple of 32 by the model"
     )
     max_det: Annotated[int, _number(1, 1000, integer=True)] = Field(300, description="most detections returned")
-    iou: Probability = Field(0.7, description="NMS IoU threshold (YOLO26 is NMS-free: used by NMS models only)")
+    iou: Probability = Field(0.7, description="NMS IoU threshold")
     classes: list[int | str] | None = Field(
         None, description="keep only these classes: ids or names, a list or one comma-separated string"
     )
