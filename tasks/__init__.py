@@ -3,11 +3,12 @@
 ``HANDLERS`` is the registry: a task without an entry answers 503 "not available yet".
 """
 
-from tasks import detection, sam3
+from tasks import detection, sam3, velocity
 
 HANDLERS = {
     "object-detection": detection,
     "image-segmentation": detection,
     "pose-estimation": detection,
     "sam3-concept-segmentation": sam3,
+    "velocity-estimation": velocity,
 }
