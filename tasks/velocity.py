@@ -11,8 +11,8 @@ Orchestration, not a model (DESIGN.md). One straight path per request:
 3. **detect and flow, concurrently**: YOLO on every working frame through the YOLO runner (at most 64 frames
    per call; ``conf`` = ``threshold``; the ``detector`` option names the model), boxes mapped back to original
    pixels; RAFT on the pairs (i, i+1) for i < min(``max_pairs``, frames - 1) through the flow runner (8 pairs
-   per call, every call in flight at once; ``raft_iters`` refinements), the flow mapped to original pixels
-   (dx·W0/Ww, dy·H0/Hw) on the working grid.
+   per call, several calls in flight, see ``estimate_flow``; ``raft_iters`` refinements), the flow mapped to
+   original pixels (dx·W0/Ww, dy·H0/Hw) on the working grid.
 4. **track**: a tracker made for this request only (ultralytics' own ``BYTETracker``, or ``BOTSORT`` with
    ``tracker: "botsort"``, configured from its ``bytetrack.yaml`` / ``botsort.yaml``), fed frame by frame with
    the detections in original pixels. Nothing outlives the request, so the same request gives the same ids.
@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ from api.detections import Detections
 from api.schema import VelocityOptions
 from media import draw
 from models.resolve import resolve
+from runners.flow import LATENCY_FACTOR
 from settings import Settings
 from tasks.base import Runners, TaskInput, load_video, yolo_imgsz
 
@@ -54,6 +56,7 @@ FLOW_MULTIPLE = 8  # RAFT works at 1/8 scale
 FLOW_MIN_SIDE = 128  # RAFT's correlation pyramid halves the 1/8 map three more times
 DETECT_CHUNK = 64  # frames per YOLO runner call (its max batch)
 FLOW_CHUNK = 8  # pairs per flow runner call (its max batch)
+FLOW_WINDOW = 4  # most flow calls one request keeps in flight (see estimate_flow)
 DETECT_IOU, DETECT_MAX_DET = 0.7, 300
 OUTPUT_MAX_WIDTH = 2560  # frame + flow panel side by side are scaled down to this width when wider
 PANEL_PERCENTILE = 99.0
@@ -188,7 +191,8 @@ async def handle(task_input: TaskInput, runners: Runners, settings: Settings) ->
 
     (detections, tracks), flows_working = await _all(
         detect_and_track(runners, detector.store_name, working, video.frames, scale_xy, options),
-        estimate_flow(runners, task_input.model.store_name, working, pairs, options.raft_iters),
+        estimate_flow(runners, task_input.model.store_name, working, pairs, options.raft_iters,
+                      LATENCY_FACTOR * settings.runner_max_latency_ms / 1000),
     )
     del working  # the flow is all that is needed of the working frames from here on
     flows_px = [flow_in_original_px(f, scale_xy) for f in flows_working]
@@ -235,13 +239,33 @@ async def detect(runners: Runners, model: str, frames: list[np.ndarray], thresho
             for chunk in chunks for arrays in chunk]
 
 
-async def estimate_flow(runners: Runners, model: str, frames: list[np.ndarray], pairs: int,
-                        iters: int) -> list[np.ndarray]:
-    """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels (≤ ``FLOW_CHUNK`` per call, all at once)."""
+async def estimate_flow(runners: Runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
+                        shed_after_s: float) -> list[np.ndarray]:
+    """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels, ≤ ``FLOW_CHUNK`` pairs per call.
+
+    The first call goes alone and is timed; the rest go concurrently, as many in flight as keeps a queued
+    call's wait (the calls ahead of it) under half the runner's shedding deadline ``shed_after_s``: up to
+    ``FLOW_WINDOW`` on a GPU (~50 ms a call), one at a time where a call takes a minute (RAFT large at 640x480
+    on a CPU), which would otherwise be shed with a 503 while it waited behind its own request.
+    """
     items = [{"model": model, "frame0": frames[i], "frame1": frames[i + 1], "iters": iters} for i in range(pairs)]
-    chunks = await asyncio.gather(*(runners.flow.flow(items[i:i + FLOW_CHUNK])
-                                    for i in range(0, len(items), FLOW_CHUNK)))
-    return [np.asarray(result["flow"], dtype=np.float32) for chunk in chunks for result in chunk]
+    chunks = [items[i:i + FLOW_CHUNK] for i in range(0, len(items), FLOW_CHUNK)]
+    started = time.perf_counter()
+    first = await runners.flow.flow(chunks[0])
+    window = flow_window(time.perf_counter() - started, shed_after_s)
+    limit = asyncio.Semaphore(window)
+
+    async def call(chunk: list[dict]) -> list[dict]:
+        async with limit:
+            return await runners.flow.flow(chunk)
+
+    rest = await asyncio.gather(*(call(chunk) for chunk in chunks[1:]))
+    return [np.asarray(result["flow"], dtype=np.float32) for chunk in (first, *rest) for result in chunk]
+
+
+def flow_window(call_s: float, shed_after_s: float) -> int:
+    """Flow calls one request keeps in flight: a queued call waits about ``(window - 1) × call_s``."""
+    return max(1, min(FLOW_WINDOW, 1 + int(shed_after_s / 2 / max(call_s, 1e-6))))
 
 
 def measure(flows_px: list[np.ndarray], detections: list[Detections], tracks: list[list[Track]],

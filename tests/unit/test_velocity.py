@@ -252,3 +252,32 @@ def test_task_wrong_detector_is_a_400():
         with pytest.raises(ApiError) as caught:
             run_task(clip, runners, detector=detector)
         assert caught.value.status == 400 and fragment in caught.value.message
+
+
+class SlowFlow:
+    """Each call takes ``seconds``; records the most calls in flight at once."""
+
+    def __init__(self, seconds):
+        self.seconds, self.in_flight, self.most = seconds, 0, 0
+
+    async def flow(self, items):
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(self.seconds)
+        self.in_flight -= 1
+        return [{"flow": np.full((128, 128, 2), i, np.float32)} for i in range(len(items))]
+
+
+@pytest.mark.parametrize(("shed_after_s", "most"), [(10.0, velocity.FLOW_WINDOW), (0.1, 1)])
+def test_flow_calls_in_flight_stay_under_the_shedding_deadline(shed_after_s, most):
+    frames = [np.zeros((128, 128, 3), np.uint8)] * 57  # 56 pairs: 7 calls of 8
+    slow = SlowFlow(0.1)
+    flows = asyncio.run(velocity.estimate_flow(Runners(None, slow), "raft-large", frames, 56, 2, shed_after_s))
+    assert len(flows) == 56 and [float(f[0, 0, 0]) for f in flows[:9]] == [0, 1, 2, 3, 4, 5, 6, 7, 0]
+    assert slow.most == most
+
+
+@pytest.mark.parametrize(("call_s", "shed_after_s", "window"),
+                         [(0.05, 60.0, velocity.FLOW_WINDOW), (68.0, 60.0, 1), (10.0, 60.0, 4), (20.0, 60.0, 2)])
+def test_flow_window(call_s, shed_after_s, window):
+    assert velocity.flow_window(call_s, shed_after_s) == window
