@@ -119,6 +119,9 @@ class VelocityOptions(_Options):
     subtract_camera_motion: Flag = Field(
         False, description="subtract the median flow outside all boxes (the camera's own motion)"
     )
+    raft_iters: Annotated[int, _number(1, 32, integer=True)] = Field(
+        12, description="RAFT refinement iterations per pair (fewer: faster, coarser flow)"
+    )
 
 
 OPTIONS_BY_TASK: dict[str, type[_Options]] = {

@@ -33,6 +33,7 @@ MAX_BATCH = 8
 DEFAULT_ITERS = 12
 MAX_ITERS = 64
 MIN_SIDE = 128
+LATENCY_FACTOR = 2  # the flow API sheds a queued call after LATENCY_FACTOR × runner_max_latency_ms
 
 
 class FlowEngine:
@@ -144,7 +145,7 @@ class FlowRunner:
 
     # max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends ~120 pairs
     # (RAFT large 640x360 fp16: ~46 ms per batch of 8 on an H200), so the bound must be generous.
-    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=2 * get_settings().runner_max_latency_ms)
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=LATENCY_FACTOR * get_settings().runner_max_latency_ms)
     async def flow(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.flow, items)
 

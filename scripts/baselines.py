@@ -40,8 +40,64 @@ def yolo(store_name: str):
     return make
 
 
+def velocity(path: Path, options: dict):
+    """velocity-estimation the sequential way, in one process, on the service's weights: decode, then per frame
+    one YOLO ``predict`` (batch 1) and the same ultralytics tracker, per pair one fp32 RAFT call (batch 1, 12
+    iterations unless ``raft_iters`` says otherwise), then the same arithmetic, drawing and H.264 encode."""
+    import cv2
+    import torch
+    from ultralytics import YOLO
+
+    from api.detections import Detections
+    from api.schema import VelocityOptions
+    from media.video import decode_video
+    from models import store
+    from models.catalog import store_name_for
+    from models.importers.raft import WEIGHTS_FILE, build_model
+    from runners.common import keep_torch_threads, pick_device
+    from runners.yolo import to_arrays
+    from tasks import velocity as task
+    from tasks.base import yolo_imgsz
+
+    opts = VelocityOptions(**options)
+    device = pick_device()
+    detector = YOLO(str(store.get(store_name_for(opts.detector)).path / "model.pt"))
+    flow_entry = store.get(options.get("flow_model", "raft-large"))
+    raft = build_model(flow_entry.variant)
+    raft.load_state_dict(torch.load(str(flow_entry.path / WEIGHTS_FILE), map_location="cpu", weights_only=True))
+    raft = raft.to(device).eval()
+
+    def to_input(bgr: np.ndarray):
+        tensor = torch.from_numpy(bgr[..., ::-1].copy()).permute(2, 0, 1)[None].float().div(255).to(device)
+        return (tensor - 0.5) / 0.5
+
+    def call():
+        video = decode_video(path.read_bytes(), max_frames=opts.max_frames, max_pixels=10**9,
+                             max_duration_s=1e9, min_frames=2)
+        working_wh = task.working_size_wh((video.width, video.height), opts.imgsz)
+        scale_xy = (video.width / working_wh[0], video.height / working_wh[1])
+        working = [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in video.frames]
+        detections = []
+        for frame in working:
+            with keep_torch_threads():
+                result = detector.predict(frame, imgsz=yolo_imgsz(max(working_wh)), conf=opts.threshold,
+                                          device=device, verbose=False)[0]
+            detections.append(Detections.from_arrays(to_arrays(result)).rescaled(*scale_xy, (video.width, video.height)))
+        tracks = task.track_frames(detections, video.frames, opts.tracker)
+        flows_px = []
+        with torch.inference_mode():
+            for i in range(min(opts.max_pairs, len(working) - 1)):
+                flow = raft(to_input(working[i]), to_input(working[i + 1]), num_flow_updates=opts.raft_iters)[-1]
+                flows_px.append(task.flow_in_original_px(flow[0].permute(1, 2, 0).cpu().numpy(), scale_xy))
+        data, cameras = task.measure(flows_px, detections, tracks, scale_xy, video.fps, opts)
+        return data, task.annotate_and_encode(video.frames, tracks, data, flows_px, cameras, video.fps)
+
+    return call
+
+
 BASELINES = {
     "object-detection": yolo("yolo26n"),
     "image-segmentation": yolo("yolo26n-seg"),
     "pose-estimation": yolo("yolo26n-pose"),
+    "velocity-estimation": velocity,
 }

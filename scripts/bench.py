@@ -2,6 +2,7 @@
 
     python scripts/bench.py --url http://127.0.0.1:3000 --tasks object-detection --concurrency 1 --requests 30
     python scripts/bench.py --tasks all --concurrency 32 --duration 20 --baseline
+    python scripts/bench.py --tasks velocity-estimation --media /tmp/clip.mp4 --options '{"max_frames": 12}' --baseline
 
 For each task: throughput, p50/p95/p99 latency and errors at the chosen concurrency, over HTTP with the
 client's JSON; then (``--baseline``) the same inputs through the library called per request, sequentially,
@@ -38,7 +39,7 @@ WORKLOADS = {
     "sam3-concept-segmentation": ("basketball1.png", {"text_prompt": "person, ball"}),
     "velocity-estimation": ("people-walking.mp4", {}),
 }
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".mp4": "video/mp4"}
+MIME = {".png": "image/png", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".webm": "video/webm", ".avi": "video/x-msvideo"}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -50,7 +51,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def body_for(task: str, path: Path, options: dict) -> dict:
     return {"task": task, "payloadBase64": base64.b64encode(path.read_bytes()).decode(),
-            "mimeType": MIME[path.suffix], "options": {"threshold": 0.25, **options}}
+            "mimeType": MIME.get(path.suffix, "application/octet-stream"), "options": {"threshold": 0.25, **options}}
 
 
 def run_http(url: str, body: dict, concurrency: int, requests: int, duration: float) -> dict:
@@ -124,13 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds per task instead of a count")
     parser.add_argument("--baseline", action="store_true", help="also time the plain library path")
     parser.add_argument("--baseline-requests", type=int, default=10)
+    parser.add_argument("--media", type=Path, help="use this file instead of each task's default")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help='JSON options merged over the defaults, e.g. \'{"max_frames": 12, "imgsz": 256}\'')
     args = parser.parse_args(argv)
 
     tasks = list(WORKLOADS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",")]
     rows = []
     for task in tasks:
         media_name, options = WORKLOADS[task]
-        path = MEDIA / media_name
+        path = args.media or MEDIA / media_name
+        media_name = path.name
+        options = {"threshold": 0.25, **options, **args.options}  # the service and the baseline see the same
         row = {"task": task, "media": media_name, "concurrency": args.concurrency,
                **run_http(args.url, body_for(task, path, options), args.concurrency, args.requests, args.duration)}
         if args.baseline:

@@ -3,7 +3,7 @@
 ``HANDLERS`` is the registry: a task without an entry answers 503 "not available yet".
 """
 
-from tasks import depth, detection, sam3
+from tasks import depth, detection, sam3, velocity
 
 HANDLERS = {
     "object-detection": detection,
@@ -11,4 +11,5 @@ HANDLERS = {
     "pose-estimation": detection,
     "sam3-concept-segmentation": sam3,
     "depth-estimation": depth,
+    "velocity-estimation": velocity,
 }

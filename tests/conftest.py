@@ -38,12 +38,13 @@ def b64(path_or_bytes) -> str:
 
 @pytest.fixture(scope="session")
 def placeholder_store() -> dict:
-    """Every default model as a placeholder in the test store (imported once; reused when present)."""
+    """Every default model, and raft-small (velocity by name), as placeholders in the test store (imported
+    once; reused when present)."""
     from models import store
     from models.catalog import DEFAULT_MODEL
     from scripts.import_models import import_one
 
-    for name in dict.fromkeys(DEFAULT_MODEL.values()):
+    for name in dict.fromkeys([*DEFAULT_MODEL.values(), "raft-small"]):
         import_one(name, "random-init", force=False)
     return store.installed()
 

@@ -69,6 +69,8 @@ def test_integers_are_clamped_and_rounded():
     assert options("object-detection", max_det=2.6).max_det == 3
     assert options("velocity-estimation", max_frames=1).max_frames == 2
     assert options("velocity-estimation", meter_per_pixel=-1).meter_per_pixel > 0
+    assert [options("velocity-estimation", **({"raft_iters": v} if v is not None else {})).raft_iters
+            for v in (None, 0, 4, 99)] == [12, 1, 4, 32]
 
 
 @pytest.mark.parametrize(
