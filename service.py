@@ -12,6 +12,7 @@ import logging
 import os
 import time
 
+import aiohttp
 import bentoml
 import httpx
 from bentoml.exceptions import ServiceUnavailable
@@ -37,6 +38,8 @@ for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB
 log = logging.getLogger("perception.gateway")
 RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo", "sam3": "sam3", "depth": "depth", "flow": "flow"}
 HEALTH_TTL_S = 5.0
+# What a call to a runner raises when the runner is down, restarting, shedding load or too slow: a 503, not a 500.
+RUNNER_UNAVAILABLE = (aiohttp.ClientError, httpx.TransportError, ConnectionError, TimeoutError, ServiceUnavailable)
 
 
 class _Gateway:
@@ -69,7 +72,7 @@ class _Gateway:
         task_input = TaskInput(data, media_kind, container, options, model, self.installed)
         try:
             return await handler.handle(task_input, self, self.settings)
-        except (httpx.TransportError, ServiceUnavailable) as exc:
+        except RUNNER_UNAVAILABLE as exc:
             log.warning("runner unreachable for %s: %s", request.task, type(exc).__name__)
             raise unavailable(f"the model runner for {request.task} is unavailable or restarting; retry shortly") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -31,12 +32,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(placeholder_store, tmp_path_factory):
+@contextlib.contextmanager
+def running_server(log_dir: Path):
+    """`make serve` (the README's command) on a free port, yielded once /health says ready; stopped after."""
     command = readme_command("serve")
     assert command.startswith("make serve"), command
     port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "serve.log"
+    log_path = log_dir / "serve.log"
     env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init"}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command.split(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -63,6 +65,12 @@ def server(placeholder_store, tmp_path_factory):
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def server(placeholder_store, tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
 
 
 def types_namespace(**kwargs):

@@ -1,0 +1,60 @@
+"""Faults on a server of its own: a runner killed under load fails requests fast with JSON 503s, and the
+service recovers (BentoML's process supervisor restarts the runner)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import b64, media
+from tests.integration.conftest import running_server
+
+pytestmark = pytest.mark.integration
+
+
+def runner_process(server_pid: int, service_name: str) -> psutil.Process:
+    for process in psutil.Process(server_pid).children(recursive=True):
+        cmdline = process.cmdline()
+        if "--service-name" in cmdline and cmdline[cmdline.index("--service-name") + 1] == service_name:
+            return process
+    raise AssertionError(f"no {service_name} process under {server_pid}")
+
+
+def test_killed_runner_fails_fast_and_recovers(placeholder_store, tmp_path):
+    body = {"task": "object-detection", "payloadBase64": b64(media("messi5.jpg"))}
+    with running_server(tmp_path) as server, httpx.Client(base_url=server.base, timeout=120) as http:
+        assert http.post("/infer", json=body).status_code == 200
+        victim = runner_process(server.process.pid, "yolo-runner")
+
+        def call(_):
+            started = time.monotonic()
+            response = http.post("/infer", json=body)
+            return response, time.monotonic() - started
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(call, i) for i in range(16)]
+            time.sleep(0.3)
+            victim.send_signal(signal.SIGKILL)
+            results = [f.result() for f in futures]
+
+        statuses = [r.status_code for r, _ in results]
+        assert set(statuses) <= {200, 503}, statuses
+        for response, elapsed in results:
+            assert elapsed < 60, "a request hung on a dead runner"
+            if response.status_code == 503:
+                assert "unavailable" in response.json()["error"]
+        assert http.get("/health").status_code == 200  # the gateway itself never went down
+
+        deadline = time.monotonic() + 180
+        while True:
+            response = http.post("/infer", json=body)
+            if response.status_code == 200:
+                break
+            assert response.status_code == 503 and time.monotonic() < deadline, response.text
+            time.sleep(2)
+        assert runner_process(server.process.pid, "yolo-runner").pid != victim.pid
