@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import io
+import json
+import re
+import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from media.video import probe_mp4
 from tests.conftest import b64, media
-from tests.integration.conftest import readme_command
+from tests.integration.conftest import ROOT, readme_command
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +89,62 @@ def test_health_and_metrics(http):
     assert 'perception_requests_total{status="200",task="object-detection"}' in metrics.text
     assert 'perception_request_duration_seconds_bucket' in metrics.text
     assert 'perception_requests_total{status="400",task="invalid"}' in metrics.text
+
+
+def test_depth_over_http(http):
+    body = http.post("/infer", json=client_request("depth-estimation", media("messi5.jpg"),
+                                                   "LiheYoung/depth-anything-small-hf")).json()
+    image = Image.open(io.BytesIO(base64.b64decode(body["depth_image"])))
+    assert image.mode == "L" and image.size == (548, 342)
+
+
+def test_sam3_image_over_http(http):
+    response = http.post("/infer", json=client_request("sam3-concept-segmentation", media("basketball1.png"),
+                                                       "sam3.pt", text_prompt="person, ball"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"concepts", "instances"} and body["concepts"] == ["person", "ball"] and body["instances"]
+
+
+def test_velocity_over_http(http):
+    response = http.post("/infer", json=client_request(
+        "velocity-estimation", media("people-walking.mp4"), "raft-large",
+        max_frames=4, imgsz=192, raft_iters=2, threshold=0.25, meter_per_pixel=0.05))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert {"annotated_video", "content_type", "metrics", "velocity"} <= set(body)
+    assert body["content_type"] == "video/mp4" and body["metrics"]["frames_processed"] == 4
+    assert {"frames_processed", "mean_flow_px_per_frame", "mean_speed_mps_est"} <= set(body["metrics"])
+    velocity = body["velocity"]
+    assert velocity["mode"] == "per_track" and velocity["fps"] == 10 and velocity["meter_per_pixel"] == 0.05
+    for frame in velocity["data"]:
+        assert {"frame_id", "tracks"} <= set(frame)
+        for track in frame["tracks"]:
+            assert {"track_id", "class_name", "median_flow_px_per_frame", "speed_mps_est"} <= set(track)
+            assert track["speed_mps_est"] == pytest.approx(track["median_flow_px_per_frame"] * 10 * 0.05, rel=1e-3)
+    info = probe_mp4(base64.b64decode(body["annotated_video"]))
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["moov_before_mdat"]
+    assert info["frames"] == 4
+
+
+def test_every_runner_reports_a_loaded_model(http):
+    health = http.get("/health").json()
+    for task, entry in health["models"].items():
+        assert entry["installed"] and entry["loaded"] and entry["available"], task
+        assert entry["weights"] == "random-init"
+    assert health["devices"] == ["cpu"]
+
+
+def readme_curl_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [b for b in re.findall(r"```bash\n(.+?)\n```", text, re.S) if "curl -s localhost:3000" in b]
+
+
+@pytest.mark.parametrize("block", readme_curl_blocks(), ids=lambda b: b.split("\n")[0][:40])
+def test_readme_curl_examples_work(server, block):
+    command = block.replace("localhost:3000", server.base.removeprefix("http://"))
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert not (isinstance(answer, dict) and "error" in answer), answer
+    assert answer or answer == [], "an empty answer from a README example"
