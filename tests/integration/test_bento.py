@@ -1,0 +1,87 @@
+"""`bentoml build` on the placeholder store: the Bento holds every model, its Dockerfile lints without
+errors, and the BentoCloud deployment file fits BentoML's own schema and this Bento's services."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bento(placeholder_store) -> tuple[str, Path]:
+    result = subprocess.run([sys.executable, "-m", "bentoml", "build", ".", "-o", "tag"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = re.findall(r"__tag__:(\S+)", result.stdout)[-1]
+    name, version = tag.split(":")
+    path = Path(os.environ["BENTOML_HOME"]) / "bentos" / name / version
+    yield tag, path
+    subprocess.run([sys.executable, "-m", "bentoml", "delete", "-y", tag], capture_output=True, timeout=120)
+
+
+def test_bento_records_every_model_and_service(bento, placeholder_store):
+    _, path = bento
+    manifest = yaml.safe_load((path / "bento.yaml").read_text())
+    services = {s["name"]: s for s in manifest["services"]}
+    assert set(services) == {"perception-gateway", "yolo-runner", "sam3-runner", "depth-runner", "flow-runner"}
+    packed = {m["tag"] for s in manifest["services"] for m in s["models"]}
+    assert packed == {m.tag for m in placeholder_store.values()}
+    assert services["perception-gateway"]["models"] == []  # the gateway holds no weights
+    assert all(services[s]["config"]["resources"]["gpu"] == 1 for s in services if s.endswith("-runner"))
+    src = path / "src"
+    assert (src / "service.py").exists() and (src / "playground" / "index.html").exists()
+    for unwanted in ("tests", ".venv", ".bentoml", ".cache"):
+        assert not (src / unwanted).exists(), unwanted
+
+
+def test_dockerfile_lints_without_errors(bento):
+    _, path = bento
+    dockerfile = path / "env" / "docker" / "Dockerfile"
+    assert dockerfile.exists()
+    text = dockerfile.read_text()
+    assert "libgl1" in text and "requirements" in text
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, "--failure-threshold", "error", str(dockerfile)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deployment_file_fits_bentoml_schema_and_this_bento(bento):
+    from bentoml._internal.cloud.schemas.schemasv2 import CreateDeploymentSchema
+    from bentoml._internal.utils.cattr import bentoml_cattr
+
+    tag, path = bento
+    config = yaml.safe_load((ROOT / "deploy" / "bentocloud.yaml").read_text())
+    schema = bentoml_cattr.structure({**config, "bento": tag}, CreateDeploymentSchema)
+    manifest = yaml.safe_load((path / "bento.yaml").read_text())
+    assert set(schema.services) == {s["name"] for s in manifest["services"]}
+
+    import service  # the batch sizes a runner's concurrency should match
+    from runners.depth import DepthRunner
+    from runners.flow import FlowRunner
+    from runners.sam3 import Sam3Runner
+    from runners.yolo import YoloRunner
+
+    batch = {"yolo-runner": YoloRunner.apis["predict"].max_batch_size,
+             "depth-runner": DepthRunner.apis["estimate"].max_batch_size,
+             "flow-runner": FlowRunner.apis["flow"].max_batch_size,
+             "sam3-runner": Sam3Runner.apis["segment_images"].max_batch_size}
+    for name, entry in schema.services.items():
+        assert entry.scaling.min_replicas <= entry.scaling.max_replicas, name
+        traffic = entry.config_overrides["traffic"]
+        if name == service.Gateway.name:
+            assert entry.instance_type.startswith("cpu.")
+        else:
+            assert entry.instance_type.startswith("gpu."), name
+            assert traffic["concurrency"] == batch[name], name
