@@ -95,9 +95,43 @@ def velocity(path: Path, options: dict):
     return call
 
 
+def depth(path: Path, options: dict):
+    """transformers' own depth pipeline, called per request on the service's weights (what a notebook does)."""
+    from PIL import Image
+    from transformers import pipeline
+
+    from models import store
+    from runners.common import pick_device
+
+    estimator = pipeline("depth-estimation", model=str(store.get("depth-anything-small").path), device=pick_device())
+
+    def call():
+        image = Image.open(io.BytesIO(path.read_bytes())).convert("RGB")
+        return np.asarray(estimator(image)["depth"])
+
+    return call
+
+
+def sam3_per_request(path: Path, options: dict):
+    """SAM 3 the naive way: the model and predictor constructed for every request (as the original backend did)."""
+    from models import store
+    from runners.sam3 import Sam3Engine
+
+    model_dir = store.get("sam3").path
+    concepts = [c.strip() for c in str(options.get("text_prompt", "person")).split(",") if c.strip()]
+
+    def call():
+        engine = Sam3Engine({"sam3": model_dir})
+        return engine.segment_images([{"image": _decode(path), "concepts": concepts, "threshold": 0.25}])
+
+    return call
+
+
 BASELINES = {
     "object-detection": yolo("yolo26n"),
     "image-segmentation": yolo("yolo26n-seg"),
     "pose-estimation": yolo("yolo26n-pose"),
     "velocity-estimation": velocity,
+    "depth-estimation": depth,
+    "sam3-concept-segmentation": sam3_per_request,
 }
