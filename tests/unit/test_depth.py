@@ -4,29 +4,17 @@ pipeline on the same weights. CPU, fp32; the forward passes at 518 px dominate (
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import MEDIA
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-MEDIA = Path("/work/shared/media")
 NAME = "depth-anything-small"
-
-
-@pytest.fixture(scope="module")
-def model_store(tmp_path_factory):
-    """A fresh, empty BentoML model store for this module (the developer's store is left alone)."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    root = tmp_path_factory.mktemp("bentoml-models")
-    BentoMLContainer.model_store.set(ModelStore(str(root)))
-    yield root
-    BentoMLContainer.model_store.reset()
 
 
 @pytest.fixture(scope="module")

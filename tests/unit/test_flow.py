@@ -13,18 +13,6 @@ H, W = 128, 160  # RAFT's floor is 128 a side (its correlation pyramid), multipl
 
 
 @pytest.fixture(scope="module")
-def model_store(tmp_path_factory):
-    """A fresh, empty BentoML model store for this module (the developer's store is left alone)."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    root = tmp_path_factory.mktemp("bentoml-models")
-    BentoMLContainer.model_store.set(ModelStore(str(root)))
-    yield root
-    BentoMLContainer.model_store.reset()
-
-
-@pytest.fixture(scope="module")
 def engine(model_store):
     from models.importers import raft
     from runners.flow import FlowEngine

@@ -20,8 +20,8 @@ from media.video import (
     mp4_top_level_boxes,
     probe_mp4,
 )
+from tests.conftest import MEDIA
 
-MEDIA = Path("/work/shared/media")
 LIMITS = {"max_pixels": 4096 * 4096, "max_duration_s": 600.0}
 
 

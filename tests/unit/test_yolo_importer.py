@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import MEDIA
+
 for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0")):
     os.environ.setdefault(_name, _value)
 
-MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
 PHOTOS = ("messi5.jpg", "basketball1.png")
 MODELS = {"yolo26n": "detect", "yolo26n-seg": "segment", "yolo26n-pose": "pose"}
 
@@ -26,17 +27,6 @@ def photo(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared media {path} is missing")
     return path
-
-
-@pytest.fixture(scope="module")
-def model_store(tmp_path_factory):
-    """Point BentoML at an empty store for this module, whatever BENTOML_HOME says."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
-    BentoMLContainer.model_store.set(ModelStore(str(tmp_path_factory.mktemp("bentoml-models"))))
-    yield
-    BentoMLContainer.model_store.reset()
 
 
 @pytest.fixture(scope="module")
