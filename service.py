@@ -148,6 +148,8 @@ def _require() -> _Gateway:
 )
 @bentoml.asgi_app(http.create_app(_Proxy()), path="/")
 class Gateway(_Gateway):
+    """The BentoML service: the runners it depends on, and the HTTP app above."""
+
     yolo = bentoml.depends(YoloRunner)
     sam3 = bentoml.depends(Sam3Runner)
     depth = bentoml.depends(DepthRunner)
@@ -157,3 +159,6 @@ class Gateway(_Gateway):
         global _app_gateway
         super().__init__()
         _app_gateway = self
+
+
+Gateway.add_asgi_middleware(http.ApiKeyMiddleware)

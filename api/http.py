@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import bentoml
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -28,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from api.errors import INTERNAL_MESSAGE, ApiError, ErrorKind, bad_request, too_large, unauthorized
 from models.catalog import TASKS
-from settings import Settings
+from settings import Settings, get_settings
 
 log = logging.getLogger("perception.http")
 
@@ -93,13 +94,38 @@ async def until_disconnect(request: Request, work) -> Any:
             task.cancel()
 
 
-def check_api_key(request: Request, settings: Settings) -> None:
-    if not settings.api_key:
-        return
-    header = request.headers.get("authorization", "")
+# Open without a key: health probes, and the playground's static page (it asks for the key itself).
+OPEN_PATHS = ("/health", "/livez", "/readyz", "/healthz")
+OPEN_PREFIXES = ("/playground",)
+
+
+def authorized(header: str, api_key: str) -> bool:
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-        raise unauthorized()
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
+
+
+class ApiKeyMiddleware:
+    """When an API key is configured, every route but the open ones needs ``Authorization: Bearer <key>``
+    (401 JSON otherwise; the comparison takes constant time). Mounted on the whole BentoML app, so BentoML's
+    own routes (/metrics, /docs.json, ...) are covered too."""
+
+    def __init__(self, app, api_key: str | None = None) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope, receive, send) -> None:
+        key = self.api_key if self.api_key is not None else get_settings().api_key
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or not key or scope.get("method") == "OPTIONS" or path in OPEN_PATHS
+                or path.startswith(OPEN_PREFIXES)):
+            await self.app(scope, receive, send)
+            return
+        if authorized(Headers(scope=scope).get("authorization", ""), key):
+            await self.app(scope, receive, send)
+            return
+        response = _error(unauthorized(), uuid.uuid4().hex)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        await response(scope, receive, send)
 
 
 def create_app(gateway: Gateway) -> Starlette:
@@ -111,7 +137,6 @@ def create_app(gateway: Gateway) -> Starlette:
         started = time.perf_counter()
         task = "?"
         try:
-            check_api_key(request, settings)
             raw = await read_body(request, settings.max_body_bytes)
             try:
                 body = json.loads(raw)
@@ -137,10 +162,10 @@ def create_app(gateway: Gateway) -> Starlette:
     async def health(request: Request) -> Response:
         return _json(await gateway.health(), 200, uuid.uuid4().hex)
 
-    middleware = []
+    middleware = [Middleware(ApiKeyMiddleware, api_key=settings.api_key)]
     if settings.cors_origins:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-        middleware.append(
+        middleware.insert(0,
             Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
         )

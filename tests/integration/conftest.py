@@ -33,13 +33,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(log_dir: Path):
+def running_server(log_dir: Path, **extra_env: str):
     """`make serve` (the README's command) on a free port, yielded once /health says ready; stopped after."""
     command = readme_command("serve")
     assert command.startswith("make serve"), command
     port = free_port()
     log_path = log_dir / "serve.log"
-    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init"}
+    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init", **extra_env}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command.split(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)

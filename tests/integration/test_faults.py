@@ -1,5 +1,6 @@
-"""Faults on a server of its own: a runner killed under load fails requests fast with JSON 503s, and the
-service recovers (BentoML's process supervisor restarts the runner)."""
+"""A server of its own, with an API key: every route but the open ones needs it (BentoML's own included);
+a runner killed under load fails requests fast with JSON 503s, and the service recovers (BentoML's process
+supervisor restarts the runner)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,33 @@ def runner_process(server_pid: int, service_name: str) -> psutil.Process:
     raise AssertionError(f"no {service_name} process under {server_pid}")
 
 
-def test_killed_runner_fails_fast_and_recovers(placeholder_store, tmp_path):
+KEY = "integration-s3cret"
+
+
+@pytest.fixture(scope="module")
+def guarded(placeholder_store, tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("guarded"), PERCEPTION_API_KEY=KEY) as server:
+        yield server
+
+
+def test_api_key_guards_every_route_but_the_open_ones(guarded):
     body = {"task": "object-detection", "payloadBase64": b64(media("messi5.jpg"))}
-    with running_server(tmp_path) as server, httpx.Client(base_url=server.base, timeout=120) as http:
+    with httpx.Client(base_url=guarded.base, timeout=120) as anonymous:
+        for method, path in (("POST", "/infer"), ("GET", "/metrics"), ("GET", "/docs.json"), ("GET", "/schema.json")):
+            response = anonymous.request(method, path, json=body if method == "POST" else None)
+            assert response.status_code == 401, (path, response.status_code)
+            assert "API key" in response.json()["error"] and response.headers["www-authenticate"] == "Bearer"
+        assert anonymous.post("/infer", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+        for path in ("/health", "/readyz", "/livez", "/playground/"):
+            assert anonymous.get(path).status_code == 200, path
+        assert anonymous.post("/infer", json=body, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert anonymous.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_killed_runner_fails_fast_and_recovers(guarded):
+    server = guarded
+    body = {"task": "object-detection", "payloadBase64": b64(media("messi5.jpg"))}
+    with httpx.Client(base_url=server.base, timeout=120, headers={"Authorization": f"Bearer {KEY}"}) as http:
         assert http.post("/infer", json=body).status_code == 200
         victim = runner_process(server.process.pid, "yolo-runner")
 
