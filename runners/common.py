@@ -36,3 +36,16 @@ def keep_torch_threads():
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+def should_warm_up(device: str) -> bool:
+    """Warm-up (one inference per model at start-up) pays on CUDA: kernel selection and allocator growth
+    happen before the first request instead of during it. On CPU it only delays start-up."""
+    mode = get_settings().warmup
+    return mode == "always" or (mode == "auto" and device.startswith("cuda"))
+
+
+def blank_bgr(height: int = 480, width: int = 640):
+    import numpy as np
+
+    return np.zeros((height, width, 3), dtype=np.uint8)

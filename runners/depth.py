@@ -28,7 +28,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import pick_device, use_half
+from runners.common import blank_bgr, pick_device, should_warm_up, use_half
 from settings import get_settings
 
 MAX_BATCH = 16
@@ -125,6 +125,8 @@ def _check_image(image: Any) -> None:
 class DepthRunner:
     def __init__(self) -> None:
         self.engine = DepthEngine.from_store()
+        if should_warm_up(self.engine.device):
+            self.engine.estimate([{"model": name, "image": blank_bgr()} for name in self.engine.models])
 
     # max_latency_ms is BentoML's cancel threshold (503), not a wait: a batch of 16 takes ~20 ms on an
     # H200 in fp16, so a tight value would turn a burst into 503s. The wait for batch-mates is adaptive.

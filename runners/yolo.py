@@ -19,7 +19,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import keep_torch_threads, pick_device, use_half
+from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_half
 from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -122,6 +122,9 @@ def _hashable(value: Any) -> Any:
 class YoloRunner:
     def __init__(self) -> None:
         self.engine = YoloEngine.from_store()
+        if should_warm_up(self.engine.device):
+            self.engine.predict([{"model": name, "image": blank_bgr(), "imgsz": 640, "conf": 0.25, "iou": 0.7,
+                                  "max_det": 300, "classes": None} for name in self.engine.models])
 
     @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=get_settings().runner_max_latency_ms)
     async def predict(self, items: list[dict]) -> list[dict]:
