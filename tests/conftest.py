@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,19 @@ for name in list(os.environ):
     if name.startswith("PERCEPTION_") and name != "PERCEPTION_TEST_STORE":
         del os.environ[name]
 sys.path.insert(0, str(ROOT))
+
+# A private temp dir for this test session (and the servers it starts), so "no temporary file left behind"
+# checks see only what this code writes, not other processes on the machine.
+os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="perception-tests-")
+tempfile.tempdir = None
+
+
+PROCESS_WIDE_CACHES = ("torchinductor_",)  # created once per process by torch, not by a request
+
+
+def temp_entries() -> set[str]:
+    """What this session's temp dir holds, less the per-process caches of libraries."""
+    return {n for n in os.listdir(tempfile.gettempdir()) if not n.startswith(PROCESS_WIDE_CACHES)}
 
 
 def media(name: str) -> Path:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import types
 
 import pytest
@@ -12,7 +10,7 @@ from starlette.testclient import TestClient
 
 from api.http import create_app
 from settings import Settings
-from tests.conftest import b64, media
+from tests.conftest import b64, media, temp_entries
 
 
 def assert_error(response, status: int, fragment: str = "") -> None:
@@ -121,11 +119,11 @@ def test_runner_unreachable_is_a_503(gateway, monkeypatch):
 
 
 def test_bad_requests_leave_no_temporary_files(client):
-    before = set(os.listdir(tempfile.gettempdir()))
+    before = temp_entries()
     for body in (b"nope", b'{"task": "object-detection", "payloadBase64": "AAAAAAAA"}'):
         client.post("/infer", content=body)
     client.post("/infer", json={"task": "object-detection", "payloadBase64": b64(media("people-walking.mp4"))})
-    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+    assert temp_entries() - before == set()
 
 
 def test_health_shape(client):
