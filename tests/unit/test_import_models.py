@@ -1,0 +1,93 @@
+"""The import command: real weights first, a loud placeholder when they cannot be had, refusal when asked for
+real weights only; and the gateway's refusal to serve placeholders under PERCEPTION_WEIGHTS=pretrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.store import InstalledModel
+from scripts import import_models
+
+
+class FakeImporter:
+    def __init__(self, online: bool):
+        self.online = online
+        self.calls: list[str] = []
+
+    def import_pretrained(self, name, local_path=None):
+        self.calls.append(f"pretrained:{name}:{local_path}")
+        if not self.online and local_path is None:
+            raise RuntimeError("no network")
+        return f"{name}:real"
+
+    def import_placeholder(self, name):
+        self.calls.append(f"placeholder:{name}")
+        return f"{name}:fake"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def install(online: bool, installed: dict | None = None) -> FakeImporter:
+        importer = FakeImporter(online)
+        monkeypatch.setattr(import_models, "importer", lambda family: importer)
+        monkeypatch.setattr(import_models.store, "installed", lambda: installed or {})
+        return importer
+
+    return install
+
+
+def entry(name: str, weights: str) -> InstalledModel:
+    return InstalledModel(name, f"{name}:v1", "detect", "yolo", weights, "", "", Path("/nonexistent"))
+
+
+def test_auto_prefers_real_weights(fake):
+    importer = fake(online=True)
+    assert "pretrained" in import_models.import_one("yolo26n", "auto", force=False)
+    assert importer.calls == ["pretrained:yolo26n:None"]
+
+
+def test_auto_falls_back_to_a_loud_placeholder(fake, capsys):
+    importer = fake(online=False)
+    assert "placeholder" in import_models.import_one("yolo26n", "auto", force=False)
+    assert importer.calls == ["pretrained:yolo26n:None", "placeholder:yolo26n"]
+    assert "RANDOM-INIT PLACEHOLDER" in capsys.readouterr().err
+
+
+def test_pretrained_only_refuses_placeholders(fake):
+    importer = fake(online=False)
+    with pytest.raises(SystemExit) as info:
+        import_models.import_one("yolo26n", "pretrained", force=False)
+    assert "real weights unavailable" in str(info.value) and "placeholder:yolo26n" not in importer.calls
+
+
+def test_installed_models_are_kept_unless_a_real_one_replaces_a_placeholder(fake):
+    importer = fake(online=True, installed={"yolo26n": entry("yolo26n", "random-init")})
+    assert "already installed" in import_models.import_one("yolo26n", "auto", force=False)
+    assert importer.calls == []
+    assert "pretrained" in import_models.import_one("yolo26n", "pretrained", force=False)
+    assert "placeholder" in import_models.import_one("yolo26n", "random-init", force=True)
+
+
+def test_local_files_go_to_the_right_family(fake, tmp_path, capsys):
+    importer = fake(online=False)
+    for name in ("sam3.pt", "yolo11s.pt"):
+        (tmp_path / name).write_bytes(b"x")
+        assert import_models.main(["--file", str(tmp_path / name)]) == 0
+    assert importer.calls == [f"pretrained:sam3:{tmp_path / 'sam3.pt'}", f"pretrained:yolo11s:{tmp_path / 'yolo11s.pt'}"]
+    assert import_models.family_of_file(tmp_path / "sam3.pt") == "sam3"
+    assert import_models.family_of_file(tmp_path / "raft_large.pth") == "flow"
+    assert import_models.family_of_file(tmp_path) == "depth"  # a Hugging Face snapshot directory
+
+
+def test_gateway_refuses_placeholders_when_pretrained_is_required(monkeypatch):
+    import service
+    from settings import Settings
+
+    monkeypatch.setattr(service, "get_settings", lambda: Settings(weights="pretrained"))
+    monkeypatch.setattr(service.store, "installed", lambda: {"yolo26n": entry("yolo26n", "random-init")})
+    with pytest.raises(RuntimeError, match="placeholders"):
+        service._Gateway()
+    monkeypatch.setattr(service.store, "installed", lambda: {"yolo26n": entry("yolo26n", "pretrained")})
+    assert service._Gateway().installed["yolo26n"].weights == "pretrained"
