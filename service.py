@@ -35,6 +35,7 @@ from tasks.base import TaskInput
 for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
     os.environ.setdefault(_name, _value)
 
+logging.getLogger("perception").setLevel(logging.INFO)  # BentoML's root handler prints them; root stays at WARNING
 log = logging.getLogger("perception.gateway")
 RUNNER_OF_KIND = {"detect": "yolo", "segment": "yolo", "pose": "yolo", "sam3": "sam3", "depth": "depth", "flow": "flow"}
 HEALTH_TTL_S = 5.0

@@ -148,3 +148,29 @@ def test_readme_curl_examples_work(server, block):
     answer = json.loads(result.stdout)
     assert not (isinstance(answer, dict) and "error" in answer), answer
     assert answer or answer == [], "an empty answer from a README example"
+
+
+def test_client_disconnect_mid_video_leaves_no_work_or_files(server, http):
+    """A client that hangs up during a velocity request: the gateway notices, cancels the request's work,
+    logs it under the request id, leaves no temporary file, and keeps answering."""
+    import socket
+    import time
+
+    from tests.conftest import temp_entries
+
+    before = temp_entries()
+    body = json.dumps(client_request("velocity-estimation", media("people-walking.mp4"), None,
+                                     max_frames=30, imgsz=320, raft_iters=12)).encode()
+    host, port = server.base.removeprefix("http://").split(":")
+    request_id = "disconnect-test-0001"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"X-Request-ID: {request_id}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(2.0)  # the gateway is decoding / detecting by now
+    deadline = time.monotonic() + 60
+    while f"request_id={request_id} client disconnected" not in server.log.read_text():
+        assert time.monotonic() < deadline, "the gateway did not notice the disconnect"
+        time.sleep(0.5)
+    time.sleep(3)
+    assert temp_entries() - before == set()
+    assert http.post("/infer", json=client_request("object-detection", media("messi5.jpg"), None)).status_code == 200
