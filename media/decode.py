@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import re
 import warnings
@@ -96,9 +97,18 @@ class DecodedImage:
         return int(self.bgr.shape[0])
 
 
+@functools.cache
+def _register_heif() -> None:
+    """HEIC/HEIF (phone photos) through pi-heif, registered once, explicitly (not via ultralytics' PIL patch)."""
+    from pi_heif import register_heif_opener
+
+    register_heif_opener()
+
+
 def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    _register_heif()
     Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked from the header before decoding
     try:
         with warnings.catch_warnings():
@@ -113,7 +123,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb8(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, ImportError,
+            Image.DecompressionBombError) as exc:
         raise bad_request(f"payload is not a decodable image ({type(exc).__name__})") from None
     return DecodedImage(bgr=np.ascontiguousarray(rgb[:, :, ::-1]))
 

@@ -123,3 +123,12 @@ def test_truncated_or_garbage_images_are_a_400(cut):
     with pytest.raises(ApiError) as info:
         decode_image(data, max_pixels=40_000_000)
     assert info.value.status == 400
+
+
+def test_garbage_is_a_400_even_after_ultralytics_patches_pil():
+    """ultralytics replaces PIL's Image.open with one that tries to install a HEIF plugin on unknown bytes."""
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch, as the runners' imports do)
+
+    with pytest.raises(ApiError) as info:
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 500, max_pixels=1000)
+    assert info.value.status == 400
