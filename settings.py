@@ -27,6 +27,7 @@ class Settings(BaseModel, frozen=True):
     device: str = Field("", description="runner device: empty picks cuda:0 when visible, else cpu; or e.g. 'cpu'")
     precision: str = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
     warmup: str = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
+    torch_threads: int = Field(0, description="torch CPU threads per runner process (0: every core)")
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
     weights: str = Field("any", description="'pretrained' refuses to start with random-init placeholders")
 

@@ -28,7 +28,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, pick_device, should_warm_up, use_half
+from runners.common import blank_bgr, pick_device, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 MAX_BATCH = 16
@@ -125,6 +125,7 @@ def _check_image(image: Any) -> None:
 class DepthRunner:
     def __init__(self) -> None:
         self.engine = DepthEngine.from_store()
+        use_all_cores()
         if should_warm_up(self.engine.device):
             self.engine.estimate([{"model": name, "image": blank_bgr()} for name in self.engine.models])
 

@@ -26,7 +26,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, pick_device, should_warm_up, use_half
+from runners.common import blank_bgr, pick_device, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 MAX_BATCH = 8
@@ -142,6 +142,7 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
 class FlowRunner:
     def __init__(self) -> None:
         self.engine = FlowEngine.from_store()
+        use_all_cores()
         if should_warm_up(self.engine.device):
             self.engine.flow([{"model": name, "frame0": blank_bgr(360, 640), "frame1": blank_bgr(360, 640)}
                               for name in self.engine.models])

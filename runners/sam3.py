@@ -31,7 +31,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_half
+from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -245,6 +245,7 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> lis
 class Sam3Runner:
     def __init__(self) -> None:
         self.engine = Sam3Engine.from_store()
+        use_all_cores()
         if should_warm_up(self.engine.device):
             self.engine.segment_images([{"model": name, "image": blank_bgr(), "concepts": ["person"], "threshold": 0.25}
                                         for name in self.engine.models])

@@ -2,8 +2,11 @@
 
 Inputs are images the gateway already resized to the letterbox scale of the request's ``imgsz`` (so
 ultralytics' LetterBox only pads, and nothing large crosses the process boundary). ultralytics' own
-``predict`` does the pre/post-processing (NMS or YOLO26's NMS-free head, masks, keypoints), always with a
-square letterbox (``rect=False``) so a result never depends on which requests were batched together.
+``predict`` does the pre/post-processing (NMS, masks, keypoints) with its default minimal-rectangle
+letterbox. Items are grouped by model, options and image shape: ultralytics letterboxes a group of one shape
+exactly as it letterboxes each image alone, so a result never depends on which requests were batched
+together, and it equals the library's own ``predict`` on the same image. (A fixed square letterbox would
+batch mixed shapes too, but costs a third more compute on 4:3 photos: measured 263 vs 190 ms on CPU.)
 Results leave as numpy arrays in the pixels of the image that was sent.
 """
 
@@ -19,7 +22,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_half
+from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -63,11 +66,11 @@ class YoloEngine:
     def predict(self, items: list[dict]) -> list[dict]:
         groups: dict[tuple, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
-            key = tuple(_hashable(item.get(k)) for k in ITEM_OPTION_KEYS)
+            key = (*(_hashable(item.get(k)) for k in ITEM_OPTION_KEYS), item["image"].shape)
             groups[key].append(index)
         out: list[dict] = [{} for _ in items]
         for key, indices in groups.items():
-            options = dict(zip(ITEM_OPTION_KEYS, key, strict=True))
+            options = dict(zip(ITEM_OPTION_KEYS, key[:-1], strict=True))
             name = options.pop("model")
             model = self.models[name]
             images = [items[i]["image"] for i in indices]
@@ -79,7 +82,6 @@ class YoloEngine:
                     iou=options["iou"],
                     max_det=options["max_det"],
                     classes=list(options["classes"]) if options["classes"] is not None else None,
-                    rect=False,
                     quantize=16 if self.half else 32,
                     device=self.device,
                     batch=len(images),
@@ -122,6 +124,7 @@ def _hashable(value: Any) -> Any:
 class YoloRunner:
     def __init__(self) -> None:
         self.engine = YoloEngine.from_store()
+        use_all_cores()
         if should_warm_up(self.engine.device):
             self.engine.predict([{"model": name, "image": blank_bgr(), "imgsz": 640, "conf": 0.25, "iou": 0.7,
                                   "max_det": 300, "classes": None} for name in self.engine.models])

@@ -25,15 +25,22 @@ def yolo(store_name: str):
         from ultralytics import YOLO
 
         from models import store
-        from runners.common import keep_torch_threads, pick_device
+        from runners.common import keep_torch_threads, pick_device, use_all_cores
 
         device = pick_device()
         model = YOLO(str(store.get(store_name).path / "model.pt"))
+        use_all_cores()  # as the runner process does: same threads on both sides
 
         def call():
             with keep_torch_threads():
                 result = model.predict(_decode(path), conf=0.25, device=device, verbose=False)[0]
-            return result.boxes.xyxy.cpu().numpy()
+            # what the wire needs from the library: boxes, plus outlines (segment) or keypoints (pose)
+            out = [result.boxes.xyxy.cpu().numpy(), result.boxes.conf.cpu().numpy()]
+            if result.masks is not None:
+                out.append(result.masks.xy)
+            if result.keypoints is not None:
+                out.append(result.keypoints.data.cpu().numpy())
+            return out
 
         return call
 
