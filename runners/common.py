@@ -7,6 +7,12 @@ import contextlib
 from settings import get_settings
 
 
+# How the gateway's client to a runner keeps its connections. BentoML's default recycles the client session
+# every 100 requests or 300 s, and closing it cuts the calls still in flight (seen as ServerDisconnectedError →
+# 503s under steady load). Sessions are kept instead; aiohttp still opens and drops pooled connections itself.
+RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}
+
+
 def pick_device() -> str:
     """``cuda:0`` when a GPU is visible (each runner on a one-GPU host uses the same card), else ``cpu``.
 

@@ -28,7 +28,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, pick_device, should_warm_up, use_all_cores, use_half
+from runners.common import RUNNER_CONNECTION, blank_bgr, pick_device, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 MAX_BATCH = 16
@@ -121,6 +121,7 @@ def _check_image(image: Any) -> None:
     resources={"gpu": 1},
     workers=1,
     traffic={"timeout": 300, "max_concurrency": 256},
+    runner_connection=RUNNER_CONNECTION,
 )
 class DepthRunner:
     def __init__(self) -> None:

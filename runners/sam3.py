@@ -31,7 +31,15 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_all_cores, use_half
+from runners.common import (
+    RUNNER_CONNECTION,
+    blank_bgr,
+    keep_torch_threads,
+    pick_device,
+    should_warm_up,
+    use_all_cores,
+    use_half,
+)
 from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -241,6 +249,7 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> lis
     resources={"gpu": 1},
     workers=1,
     traffic={"timeout": 600, "max_concurrency": 64},
+    runner_connection=RUNNER_CONNECTION,
 )
 class Sam3Runner:
     def __init__(self) -> None:

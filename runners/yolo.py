@@ -22,7 +22,15 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, keep_torch_threads, pick_device, should_warm_up, use_all_cores, use_half
+from runners.common import (
+    RUNNER_CONNECTION,
+    blank_bgr,
+    keep_torch_threads,
+    pick_device,
+    should_warm_up,
+    use_all_cores,
+    use_half,
+)
 from settings import get_settings
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -120,6 +128,7 @@ def _hashable(value: Any) -> Any:
     resources={"gpu": 1},
     workers=1,
     traffic={"timeout": 300, "max_concurrency": 256},
+    runner_connection=RUNNER_CONNECTION,
 )
 class YoloRunner:
     def __init__(self) -> None:

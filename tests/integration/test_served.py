@@ -174,3 +174,12 @@ def test_client_disconnect_mid_video_leaves_no_work_or_files(server, http):
     time.sleep(3)
     assert temp_entries() - before == set()
     assert http.post("/infer", json=client_request("object-detection", media("messi5.jpg"), None)).status_code == 200
+
+
+def test_steady_load_past_the_runner_clients_recycling_point(http):
+    """BentoML's client to a runner used to recycle its session every 100 requests, cutting calls in flight
+    (503s under steady load). 160 requests, 4 at a time, through one gateway: every one must succeed."""
+    body = client_request("object-detection", media("messi5.jpg"), None)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda _: http.post("/infer", json=body).status_code, range(160)))
+    assert statuses.count(200) == 160, {s: statuses.count(s) for s in set(statuses)}
