@@ -6,7 +6,6 @@ import contextlib
 
 from settings import get_settings
 
-
 # How the gateway's client to a runner keeps its connections. BentoML's default recycles the client session
 # every 100 requests or 300 s, and closing it cuts the calls still in flight (seen as ServerDisconnectedError →
 # 503s under steady load). Sessions are kept instead; aiohttp still opens and drops pooled connections itself.
