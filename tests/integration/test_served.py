@@ -89,6 +89,7 @@ def test_health_and_metrics(http):
     assert 'perception_requests_total{status="200",task="object-detection"}' in metrics.text
     assert 'perception_request_duration_seconds_bucket' in metrics.text
     assert 'perception_requests_total{status="400",task="invalid"}' in metrics.text
+    assert 'bentoml_service_adaptive_batch_size_count{method_name="predict",runner_name="yolo-runner"' in metrics.text
 
 
 def test_depth_over_http(http):
@@ -96,6 +97,15 @@ def test_depth_over_http(http):
                                                    "LiheYoung/depth-anything-small-hf")).json()
     image = Image.open(io.BytesIO(base64.b64decode(body["depth_image"])))
     assert image.mode == "L" and image.size == (548, 342)
+
+
+def test_sam3_video_over_http(http):
+    response = http.post("/infer", json=client_request("sam3-concept-segmentation", media("people-walking.mp4"),
+                                                       "sam3.pt", text_prompt="person", max_frames=3))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["content_type"] == "video/mp4" and body["metrics"]["frames_processed"] == 3
+    assert probe_mp4(base64.b64decode(body["annotated_video"]))["frames"] == 3
 
 
 def test_sam3_image_over_http(http):
