@@ -2,7 +2,9 @@
 
 A request travels: ``api/http.py`` (body limit, API key, JSON) → ``Gateway.infer`` (schema, model lookup,
 payload sniffing) → ``tasks/<task>.py`` (decode → runner(s) → encode) → ``runners/`` (GPU services).
-The gateway never imports torch: decoding and resizing happen here, tensors happen in the runners.
+Importing the gateway loads no torch (a test checks it): decoding and resizing happen here, tensors in the
+runners. The one exception is velocity's tracker (ultralytics' trackers import torch, CPU only), loaded on the
+first velocity request.
 """
 
 from __future__ import annotations

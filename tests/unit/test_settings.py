@@ -26,3 +26,14 @@ def test_environment_is_parsed_and_typed():
 def test_bad_values_fail_loudly_at_start_up():
     with pytest.raises(ValidationError):
         Settings.from_env({"PERCEPTION_MAX_BODY_BYTES": "lots"})
+
+
+def test_importing_the_gateway_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, service; print(sorted(m for m in ('torch', 'ultralytics', 'transformers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
