@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
 import aiohttp
@@ -33,9 +32,6 @@ from runners.yolo import YoloRunner
 from settings import get_settings
 from tasks import HANDLERS
 from tasks.base import TaskInput
-
-for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
-    os.environ.setdefault(_name, _value)
 
 logging.getLogger("perception").setLevel(logging.INFO)  # BentoML's root handler prints them; root stays at WARNING
 log = logging.getLogger("perception.gateway")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 from settings import get_settings
+
+# Serving never downloads: ultralytics and Hugging Face stay offline in every process that imports a runner.
+for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
+    os.environ.setdefault(_name, _value)
 
 # How the gateway's client to a runner keeps its connections. BentoML's default recycles the client session
 # every 100 requests or 300 s, and closing it cuts the calls still in flight (seen as ServerDisconnectedError →

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -41,9 +40,6 @@ from runners.common import (
     use_half,
 )
 from settings import get_settings
-
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 CHECKPOINT = "sam3.pt"  # these two names are the importer's (models/importers/sam3.py)
 ARCH_FILE = "sam3_arch.json"

@@ -13,7 +13,6 @@ Results leave as numpy arrays in the pixels of the image that was sent.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections import defaultdict
 from typing import Any
@@ -32,9 +31,6 @@ from runners.common import (
     use_half,
 )
 from settings import get_settings
-
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 ITEM_OPTION_KEYS = ("model", "imgsz", "conf", "iou", "max_det", "classes")
 
