@@ -17,6 +17,19 @@ for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB
 RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}
 
 
+def runner_service(name: str, *, timeout_s: int = 300, max_concurrency: int = 256):
+    """The one shape every runner is served in: one GPU, one worker, our connection settings."""
+    import bentoml
+
+    return bentoml.service(
+        name=name,
+        resources={"gpu": 1},
+        workers=1,
+        traffic={"timeout": timeout_s, "max_concurrency": max_concurrency},
+        runner_connection=RUNNER_CONNECTION,
+    )
+
+
 def pick_device() -> str:
     """``cuda:0`` when a GPU is visible (each runner on a one-GPU host uses the same card), else ``cpu``.
 

@@ -28,7 +28,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import RUNNER_CONNECTION, blank_bgr, pick_device, should_warm_up, use_all_cores, use_half
+from runners.common import blank_bgr, pick_device, runner_service, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 MAX_BATCH = 16
@@ -116,13 +116,7 @@ def _check_image(image: Any) -> None:
         raise ValueError(f"empty image {image.shape}")
 
 
-@bentoml.service(
-    name="depth-runner",
-    resources={"gpu": 1},
-    workers=1,
-    traffic={"timeout": 300, "max_concurrency": 256},
-    runner_connection=RUNNER_CONNECTION,
-)
+@runner_service("depth-runner")
 class DepthRunner:
     def __init__(self) -> None:
         self.engine = DepthEngine.from_store()

@@ -26,7 +26,7 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import RUNNER_CONNECTION, blank_bgr, pick_device, should_warm_up, use_all_cores, use_half
+from runners.common import blank_bgr, pick_device, runner_service, should_warm_up, use_all_cores, use_half
 from settings import get_settings
 
 MAX_BATCH = 8
@@ -133,13 +133,7 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
     return (height, width), int(iters)
 
 
-@bentoml.service(
-    name="flow-runner",
-    resources={"gpu": 1},
-    workers=1,
-    traffic={"timeout": 300, "max_concurrency": 256},
-    runner_connection=RUNNER_CONNECTION,
-)
+@runner_service("flow-runner")
 class FlowRunner:
     def __init__(self) -> None:
         self.engine = FlowEngine.from_store()

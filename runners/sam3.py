@@ -31,10 +31,10 @@ import numpy as np
 
 from models import store
 from runners.common import (
-    RUNNER_CONNECTION,
     blank_bgr,
     keep_torch_threads,
     pick_device,
+    runner_service,
     should_warm_up,
     use_all_cores,
     use_half,
@@ -240,13 +240,7 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> lis
     return instances
 
 
-@bentoml.service(
-    name="sam3-runner",
-    resources={"gpu": 1},
-    workers=1,
-    traffic={"timeout": 600, "max_concurrency": 64},
-    runner_connection=RUNNER_CONNECTION,
-)
+@runner_service("sam3-runner", timeout_s=600, max_concurrency=64)
 class Sam3Runner:
     def __init__(self) -> None:
         self.engine = Sam3Engine.from_store()

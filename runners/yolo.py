@@ -22,10 +22,10 @@ import numpy as np
 
 from models import store
 from runners.common import (
-    RUNNER_CONNECTION,
     blank_bgr,
     keep_torch_threads,
     pick_device,
+    runner_service,
     should_warm_up,
     use_all_cores,
     use_half,
@@ -119,13 +119,7 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@bentoml.service(
-    name="yolo-runner",
-    resources={"gpu": 1},
-    workers=1,
-    traffic={"timeout": 300, "max_concurrency": 256},
-    runner_connection=RUNNER_CONNECTION,
-)
+@runner_service("yolo-runner")
 class YoloRunner:
     def __init__(self) -> None:
         self.engine = YoloEngine.from_store()
