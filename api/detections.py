@@ -97,27 +97,30 @@ class Detections:
         return self.where(np.array([len(p) > 2 for p in self.polygons], dtype=bool))
 
     def to_wire(self, labels: list[str] | None = None) -> list[dict]:
+        # .tolist() first: Python floats in one C call; iterating numpy rows point by point cost ~30 ms for the
+        # ~6,000 outline points of a segmentation answer
+        xyxy, confidence, class_id = self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist()
+        keypoints = self.keypoints.tolist() if self.keypoints is not None else None
         items = []
         for i in range(len(self)):
-            x1, y1, x2, y2 = (round(float(v), 2) for v in self.xyxy[i])
-            score = round(float(self.confidence[i]), 5)
+            x1, y1, x2, y2 = (round(v, 2) for v in xyxy[i])
+            score = round(confidence[i], 5)
             name = self.class_name[i]
             item = {
                 "label": labels[i] if labels is not None else name,
                 "score": score,
                 "box": {"xmin": x1, "ymin": y1, "xmax": x2, "ymax": y2},
                 "bbox": [x1, y1, x2, y2],
-                "class_id": int(self.class_id[i]),
+                "class_id": int(class_id[i]),
                 "class_name": name,
                 "confidence": score,
                 "instance_id": i,
             }
             if self.polygons is not None:
-                item["mask_polygon"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.polygons[i]]
+                item["mask_polygon"] = [[round(x, 1), round(y, 1)] for x, y in self.polygons[i].tolist()]
                 item["mask_area_px"] = int(round(float(self.mask_area_px[i]))) if self.mask_area_px is not None else 0
-            if self.keypoints is not None:
-                item["keypoints"] = [[round(float(x), 2), round(float(y), 2), round(float(c), 4)]
-                                     for x, y, c in self.keypoints[i]]
+            if keypoints is not None:
+                item["keypoints"] = [[round(x, 2), round(y, 2), round(c, 4)] for x, y, c in keypoints[i]]
             if self.extra:
                 item.update(self.extra[i])
             items.append(item)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from api.errors import ApiError
-from media.decode import decode_base64, decode_image, sniff
+from media.decode import _plain_rgb_with_opencv, decode_base64, decode_image, sniff
 from tests.conftest import media
 
 RAW = bytes(range(256)) * 3
@@ -132,3 +132,56 @@ def test_garbage_is_a_400_even_after_ultralytics_patches_pil():
     with pytest.raises(ApiError) as info:
         decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 500, max_pixels=1000)
     assert info.value.status == 400
+
+
+def _pil_general_path(data: bytes) -> np.ndarray:
+    """What PIL alone makes of the bytes: EXIF orientation applied, first frame, RGB → BGR."""
+    from PIL import ImageOps
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))[:, :, ::-1]
+
+
+def _noise(mode: str, size=(41, 29)) -> Image.Image:
+    rng = np.random.default_rng(7)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+
+
+def _rotated_png() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encode(_noise("RGB"), "PNG", exif=exif.tobytes())
+
+
+def _animated_png() -> bytes:
+    return _encode(_noise("RGB"), "PNG", save_all=True, append_images=[Image.new("RGB", (41, 29), (0, 0, 255))])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        lambda: media("messi5.jpg").read_bytes(),
+        lambda: media("fruits.jpg").read_bytes(),
+        lambda: media("basketball1.png").read_bytes(),  # 8-bit grey
+        lambda: _encode(_noise("RGB"), "PNG"),
+        lambda: _encode(_noise("L"), "PNG", bits=4),
+        lambda: _encode(_noise("RGB"), "PNG", transparency=(0, 0, 0)),
+        lambda: _encode(_noise("RGB"), "JPEG", quality=75, subsampling=2),
+        lambda: _encode(_noise("L"), "JPEG"),
+        _rotated_png,  # EXIF after the header: the general path
+        _animated_png,  # APNG: the general path, first frame
+    ],
+    ids=["messi-jpeg", "fruits-jpeg", "grey-png", "rgb-png", "grey4-png", "trns-png", "rgb-jpeg420", "grey-jpeg",
+         "exif6-png", "apng"],
+)
+def test_every_decode_path_gives_pils_pixels(data, request):
+    """Plain RGB/grey JPEG and PNG take OpenCV's decoder (faster); the pixels must be the ones PIL gives."""
+    raw = data()
+    expected = _pil_general_path(raw)
+    decoded = decode_image(raw, max_pixels=10**7).bgr
+    takes_opencv = _plain_rgb_with_opencv(Image.open(io.BytesIO(raw)), raw) is not None
+    assert takes_opencv == (request.node.callspec.id not in ("exif6-png", "apng"))
+    assert decoded.shape == expected.shape and decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, expected)
