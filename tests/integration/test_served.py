@@ -193,3 +193,25 @@ def test_steady_load_past_the_runner_clients_recycling_point(http):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         statuses = list(pool.map(lambda _: http.post("/infer", json=body).status_code, range(160)))
     assert statuses.count(200) == 160, {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_bench_script_measures_the_service_beside_the_library(server, tmp_path):
+    """`make bench`'s script against the real server: both sides measured on the same photo, no errors, and a
+    ratio that is the two medians' quotient (not a figure check: this machine's timings belong in PERFORMANCE.md)."""
+    import os
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--url", server.base, "--tasks", "object-detection,pose-estimation",
+         "--requests", "4", "--baseline"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("BENCH "))
+    rows = json.loads(line.removeprefix("BENCH "))["rows"]
+    assert [row["task"] for row in rows] == ["object-detection", "pose-estimation"]
+    for row in rows:
+        assert row["media"] == "basketball1-q90.jpg" and row["errors"] == {} and row["requests"] == 4
+        assert row["baseline_interleaved"] is True
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["service_over_baseline_p50"] == pytest.approx(row["p50_ms"] / row["baseline_p50_ms"])
