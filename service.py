@@ -140,6 +140,22 @@ def _require() -> _Gateway:
     return _app_gateway
 
 
+def return_large_buffers_to_the_os() -> None:
+    """Serve every allocation of 128 KiB or more (request bodies, decoded images and video frames, encoded
+    answers) from its own mapping, given back to the OS when freed. glibc's default raises that threshold after
+    each such free, after which these buffers come from the heap arenas of the gateway's worker threads, and
+    fragments pin them: the soak measured the gateway growing ~30 MB a minute that way, and flat with this.
+    Gateway only: in the runners' torch (CPU) the same setting cost 40% more latency, and they plateau anyway.
+    No-op where the C library is not glibc."""
+    import ctypes
+
+    m_mmap_threshold = -3  # <malloc.h>; setting it also turns off glibc's dynamic threshold
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 128 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
 @bentoml.service(
     name="perception-gateway",
     workers=get_settings().gateway_workers,
@@ -156,6 +172,7 @@ class Gateway(_Gateway):
 
     def __init__(self) -> None:
         global _app_gateway
+        return_large_buffers_to_the_os()
         super().__init__()
         _app_gateway = self
 

@@ -119,14 +119,17 @@ def run_http(url: str, body: dict, concurrency: int, requests: int, duration: fl
 class Baseline:
     """The library's own path for one task, timed call by call (``scripts/baselines.py``)."""
 
-    def __init__(self, task: str, path: Path, options: dict) -> None:
+    def __init__(self, task: str, path: Path, options: dict, limit: int | None = None) -> None:
         from scripts import baselines
 
+        self.limit = limit
         self.call = baselines.BASELINES[task](path, options)
         self.call()  # warm-up
         self.latencies: list[float] = []
 
     def __call__(self) -> None:
+        if self.limit is not None and len(self.latencies) >= self.limit:
+            return
         started = time.perf_counter()
         self.call()
         self.latencies.append(time.perf_counter() - started)
@@ -154,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=30, help="per task (ignored with --duration)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds per task instead of a count")
     parser.add_argument("--baseline", action="store_true", help="also time the plain library path")
-    parser.add_argument("--baseline-requests", type=int, default=10,
-                        help="baseline calls when not interleaved (concurrency > 1 or --duration)")
+    parser.add_argument("--baseline-requests", type=int, default=None,
+                        help="baseline calls (default: one per service request at concurrency 1, else 10)")
     parser.add_argument("--media", type=Path, help="use this file instead of each task's default")
     parser.add_argument("--options", type=json.loads, default={},
                         help='JSON options merged over the defaults, e.g. \'{"max_frames": 12, "imgsz": 256}\'')
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         path = args.media or media_path(media_name)
         media_name = path.name
         options = {"threshold": 0.25, **options, **args.options}  # the service and the baseline see the same
-        baseline = Baseline(task, path, options) if args.baseline and task in BASELINES else None
+        baseline = Baseline(task, path, options, args.baseline_requests) if args.baseline and task in BASELINES else None
         # at concurrency 1 the two paths alternate request by request, so drift on a shared machine hits both
         interleave = baseline is not None and args.concurrency == 1 and not args.duration
         row = {"task": task, "media": media_name, "concurrency": args.concurrency,
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                           between=baseline if interleave else None)}
         if baseline is not None:
             if not interleave:
-                for _ in range(args.baseline_requests):
+                for _ in range(args.baseline_requests or 10):
                     baseline()
             base = baseline.summary()
             row["baseline_interleaved"] = interleave
