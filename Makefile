@@ -53,8 +53,8 @@ test: venv lint browser ## run every test (unit, contract, integration, browser)
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store
 	$(PY) -m bentoml build .
 
-soak: venv ## soak test: mixed load on a local server for MINUTES (5), checks 5xx, memory, fds, temp files
-	WEIGHTS=random-init $(PY) scripts/soak.py --minutes $(or $(MINUTES),5)
+soak: venv ## soak test: mixed load from CLIENTS (8) for MINUTES (5) after 2 warm-up minutes; checks 5xx, memory, fds, temp files
+	WEIGHTS=random-init $(PY) scripts/soak.py --minutes $(or $(MINUTES),5) --warmup-minutes 2 --clients $(or $(CLIENTS),8)
 
 bench: venv ## benchmark a running server (URL, default http://127.0.0.1:3000) beside the library's own path
 	$(PY) scripts/bench.py --url $(or $(URL),http://127.0.0.1:$(PORT)) --tasks $(or $(TASKS),all) --baseline
