@@ -51,8 +51,6 @@ def use_half(device: str) -> bool:
 def use_all_cores() -> None:
     """Give this process's torch every core (``PERCEPTION_TORCH_THREADS`` to cap it). Importing ultralytics
     sets torch's threads process-wide to cores - 1 (1 on a 2-core machine); a runner process wants them all."""
-    import os
-
     import torch
 
     torch.set_num_threads(get_settings().torch_threads or os.cpu_count() or 1)

@@ -30,4 +30,4 @@ $B --tasks depth-estimation --concurrency 32 --duration 20 --baseline | tee "$OU
 $B --tasks sam3-concept-segmentation --concurrency 1 --requests 30 --baseline --baseline-requests 3 | tee "$OUT/bench-sam3.txt"
 $B --tasks velocity-estimation --media /tmp/clip120.mp4 --concurrency 1 --requests 5 --baseline --baseline-requests 1 | tee "$OUT/bench-velocity.txt"
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv >> "$OUT/nvidia-smi.txt"
-cp "$OUT/serve.log" "$OUT/serve.log" 2>/dev/null; kill %1
+kill %1

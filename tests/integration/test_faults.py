@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 
+from scripts.soak import process_name
 from tests.conftest import b64, media
 from tests.integration.conftest import running_server
 
@@ -20,8 +21,7 @@ pytestmark = pytest.mark.integration
 
 def runner_process(server_pid: int, service_name: str) -> psutil.Process:
     for process in psutil.Process(server_pid).children(recursive=True):
-        cmdline = process.cmdline()
-        if "--service-name" in cmdline and cmdline[cmdline.index("--service-name") + 1] == service_name:
+        if process_name(process) == service_name:
             return process
     raise AssertionError(f"no {service_name} process under {server_pid}")
 
