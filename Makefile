@@ -15,7 +15,7 @@ export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve test lint browser bench bento soak clean
+.PHONY: help venv models serve test test-unit lint browser bench bento soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,8 +47,11 @@ browser: ## Debian's headless chromium for the playground's browser test (apt, a
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "note: $(CHROMIUM) is missing and this is not root: the browser test will be skipped"; fi; }
 
-test: venv lint browser ## run every test (unit, contract, integration, browser) on CPU with placeholder weights
+test: venv lint browser ## run every test (unit, component, contract, integration, browser) on CPU with placeholder weights
 	$(PY) -m pytest -ra
+
+test-unit: venv ## the quick tier: pure functions, the layer rules (seconds; no model, no server)
+	$(PY) -m pytest -ra tests/unit
 
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store
 	$(PY) -m bentoml build .

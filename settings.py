@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 
 class Settings(BaseModel, frozen=True):
@@ -25,11 +26,11 @@ class Settings(BaseModel, frozen=True):
         30_000, description="a batched runner call waiting longer than this is shed with a 503 (BentoML's max_latency)"
     )
     device: str = Field("", description="runner device: empty picks cuda:0 when visible, else cpu; or e.g. 'cpu'")
-    precision: str = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
-    warmup: str = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
+    precision: Literal["fp16", "fp32"] = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
+    warmup: Literal["auto", "always", "never"] = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
     torch_threads: int = Field(0, description="torch CPU threads per runner process (0: every core)")
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
-    weights: str = Field("any", description="'pretrained' refuses to start with random-init placeholders")
+    weights: Literal["any", "pretrained"] = Field("any", description="'pretrained' refuses to start with random-init placeholders")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -39,7 +40,24 @@ class Settings(BaseModel, frozen=True):
             key = f"PERCEPTION_{name.upper()}"
             if key in environ:
                 values[name] = environ[key]
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+
+class SettingsError(ValueError):
+    """A ``PERCEPTION_*`` variable with a value outside its type or its closed set: refused at start-up."""
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = f"PERCEPTION_{str(item['loc'][0]).upper()}"
+        allowed = (item.get("ctx") or {}).get("expected")
+        why = f"allowed values: {allowed}" if allowed else item["msg"]
+        parts.append(f"{name}={item.get('input')!r} is not valid ({why})")
+    return "; ".join(parts)
 
 
 @functools.lru_cache(maxsize=1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from api.errors import bad_request, too_large
+from media.errors import BadMedia, MediaTooLarge
 
 _DATA_URL = re.compile(r"^data:[^,;]*(;[^,;=]+=[^,;]*)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
@@ -38,18 +38,18 @@ def decode_base64(text: str) -> bytes:
     text = _DATA_URL.sub("", text.strip(), count=1)
     text = _WHITESPACE.sub("", text)
     if not text:
-        raise bad_request("payloadBase64 is empty")
+        raise BadMedia("payloadBase64 is empty")
     if not _BASE64_CHARS.match(text):
-        raise bad_request("payloadBase64 is not valid base64")
+        raise BadMedia("payloadBase64 is not valid base64")
     text = text.rstrip("=").replace("-", "+").replace("_", "/")
     if len(text) % 4 == 1:
-        raise bad_request("payloadBase64 is not valid base64 (truncated)")
+        raise BadMedia("payloadBase64 is not valid base64 (truncated)")
     try:
         data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise bad_request("payloadBase64 is not valid base64") from None
+        raise BadMedia("payloadBase64 is not valid base64") from None
     if not data:
-        raise bad_request("payloadBase64 decodes to zero bytes")
+        raise BadMedia("payloadBase64 decodes to zero bytes")
     return data
 
 
@@ -87,7 +87,7 @@ def sniff(data: bytes) -> tuple[str, str]:
         return VIDEO, "ogg"
     if len(data) >= 376 and data[0] == 0x47 and data[188] == 0x47:
         return VIDEO, "mpegts"
-    raise bad_request("payload is neither a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF) nor a video")
+    raise BadMedia("payload is neither a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF) nor a video")
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,9 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
-                raise too_large(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+                raise MediaTooLarge(f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
             if width < 1 or height < 1:
-                raise bad_request("image has no pixels")
+                raise BadMedia("image has no pixels")
             if (bgr := _plain_rgb_with_opencv(image, data)) is not None:
                 return DecodedImage(bgr=bgr)
             image.seek(0)  # animated images: the first frame
@@ -133,7 +133,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             rgb = _to_rgb8(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, ImportError,
             Image.DecompressionBombError) as exc:
-        raise bad_request(f"payload is not a decodable image ({type(exc).__name__})") from None
+        raise BadMedia(f"payload is not a decodable image ({type(exc).__name__})") from None
     return DecodedImage(bgr=np.ascontiguousarray(rgb[:, :, ::-1]))
 
 

@@ -18,23 +18,17 @@ from __future__ import annotations
 import io
 import math
 import statistics
-import struct
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from media.errors import BadMedia, MediaTooLarge
+
 DEFAULT_FPS = 25.0
-
-
-class BadMedia(ValueError):
-    """Not a decodable video: no video stream, corrupt, or fewer frames than the caller needs (HTTP 400)."""
-
-
-class MediaTooLarge(ValueError):
-    """Over the configured pixel, duration or frame-count limits, judged from the header (HTTP 413)."""
 
 
 @dataclass
@@ -49,6 +43,42 @@ class Video:
     duration_s: float | None  # of the whole stream per its header; None when unknown
     rotation: int = 0  # degrees counter-clockwise applied to the decoded frames (0, 90, 180, 270)
     decode_error: str | None = None  # set when decoding stopped early on an error (frames kept are good)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The configured bounds a video is held to, from its header and again on every decoded frame."""
+
+    max_pixels: int
+    max_duration_s: float
+    max_frames_hard: int | None = None
+
+    def check(self, width, height, duration_s, frames_wanted=None) -> None:
+        if width and height and width * height > self.max_pixels:
+            raise MediaTooLarge(f"video frames are {width}x{height}, over the limit of {self.max_pixels} pixels")
+        if duration_s is not None and duration_s > self.max_duration_s:
+            raise MediaTooLarge(f"the video lasts {duration_s:.1f} s, over the limit of {self.max_duration_s:g} s")
+        if self.max_frames_hard is not None and frames_wanted is not None and frames_wanted > self.max_frames_hard:
+            raise MediaTooLarge(f"decoding {frames_wanted} frames is over the limit of {self.max_frames_hard}")
+
+
+@dataclass(frozen=True)
+class _Header:
+    codec: str
+    container: str
+    width: int
+    height: int
+    duration_s: float | None
+    rate: float | None
+    frames_total: int | None
+
+
+@dataclass
+class _Decoded:
+    frames: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    rotation: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- decode
@@ -74,85 +104,96 @@ def decode_video(
       a long clip read for its first ``max_frames`` frames is fine.
     Fewer than ``min_frames`` decodable frames is ``BadMedia``. Audio and other streams are not demuxed.
     """
-    import av
-
     if max_frames < 1:
         raise ValueError("max_frames must be at least 1")
     if not data:
         raise BadMedia("empty video payload")
+    limits = Limits(max_pixels, max_duration_s, max_frames_hard)
+    with _open(data) as container:
+        stream = _video_stream(container)
+        header = _read_header(container, stream)
+        wanted = None if header.frames_total is None else min(header.frames_total, max_frames)
+        limits.check(header.width, header.height, header.duration_s, wanted)
+        decoded = _decode(container, stream, (header.width, header.height), max_frames, limits)
+    return _video(decoded, header, min_frames)
+
+
+def _open(data: bytes):
+    import av
+
     try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        return av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
-        raise BadMedia(f"not a decodable video container: {exc}") from exc
+        raise BadMedia(f"payload is not a decodable video: not a decodable video container: {exc}") from exc
 
-    with container:
-        if not container.streams.video:
-            raise BadMedia("the file has no video stream")
-        stream = container.streams.video[0]
-        if stream.codec_context is None:  # e.g. an MP4 whose index (moov) is cut off
-            raise BadMedia("the video stream has no decodable codec (truncated or unsupported file)")
-        codec = stream.codec_context.name
-        container_name = container.format.name
-        width, height = int(stream.width or 0), int(stream.height or 0)
-        duration_s = _header_duration_s(container, stream)
-        rate_hint = _header_rate(stream)
-        frames_total = _header_frame_count(stream, duration_s, rate_hint)
 
-        frames_wanted = None if frames_total is None else min(frames_total, max_frames)
-        _check_limits(width, height, duration_s, frames_wanted, max_pixels=max_pixels,
-                      max_duration_s=max_duration_s, max_frames_hard=max_frames_hard)
+def _video_stream(container):
+    if not container.streams.video:
+        raise BadMedia("payload is not a decodable video: the file has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # e.g. an MP4 whose index (moov) is cut off
+        raise BadMedia("payload is not a decodable video: the video stream has no decodable codec "
+                       "(truncated or unsupported file)")
+    return stream
 
-        # PyAV's default slice threading: frame threading ("AUTO") decodes a little faster but drops
-        # frames around a corrupt packet without raising, which would hide a broken upload.
-        frames: list[np.ndarray] = []
-        times: list[float] = []
-        rotation = 0
-        first_time: float | None = None
-        errors: list[str] = []
-        decoded = _decoded_frames(container, stream, errors)
-        for frame in decoded:
-            if not frames:
-                width, height = frame.width, frame.height
-                rotation = _quarter_turns(frame.rotation) * 90
-                first_time = frame.time
-            elapsed = None if frame.time is None or first_time is None else frame.time - first_time
-            _check_limits(frame.width, frame.height, elapsed, None, max_pixels=max_pixels,
-                          max_duration_s=max_duration_s, max_frames_hard=None)
-            if max_frames_hard is not None and len(frames) >= max_frames_hard:
-                raise MediaTooLarge(f"decoding more than {max_frames_hard} frames is over the limit")
-            # Mid-stream size changes (legal in H.264) are scaled to the first frame's size.
-            try:
-                image = frame.to_ndarray(format="bgr24", width=width, height=height)
-            except (av.FFmpegError, ValueError) as exc:  # a pixel format swscale cannot convert
-                errors.append(f"frame {len(frames)} cannot be converted to BGR: {exc}")
-                break
-            if rotation:
-                image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
-            frames.append(image)
-            if frame.time is not None:
-                times.append(float(frame.time))
-            if len(frames) >= max_frames:
-                break
-        decoded.close()
 
-    decode_error = errors[0] if errors else None
-    if len(frames) < max(min_frames, 1):
+def _read_header(container, stream) -> _Header:
+    duration_s = _header_duration_s(container, stream)
+    rate = _header_rate(stream)
+    return _Header(codec=stream.codec_context.name, container=container.format.name, width=int(stream.width or 0),
+                   height=int(stream.height or 0), duration_s=duration_s, rate=rate,
+                   frames_total=_header_frame_count(stream, duration_s, rate))
+
+
+def _decode(container, stream, size_wh: tuple[int, int], max_frames: int, limits: Limits) -> _Decoded:
+    """Frames until ``max_frames``. PyAV's default slice threading: frame threading ("AUTO") decodes a little
+    faster but drops frames around a corrupt packet without raising, which would hide a broken upload."""
+    out = _Decoded()
+    first_time: float | None = None
+    frames = _decoded_frames(container, stream, out.errors)
+    for frame in frames:
+        if not out.frames:  # mid-stream size changes (legal in H.264) are scaled to the first frame's size
+            size_wh, out.rotation, first_time = (frame.width, frame.height), _quarter_turns(frame.rotation) * 90, frame.time
+        elapsed = None if frame.time is None or first_time is None else frame.time - first_time
+        limits.check(frame.width, frame.height, elapsed)
+        if limits.max_frames_hard is not None and len(out.frames) >= limits.max_frames_hard:
+            raise MediaTooLarge(f"decoding more than {limits.max_frames_hard} frames is over the limit")
+        image = _to_bgr(frame, size_wh, out)
+        if image is None:
+            break
+        out.frames.append(image)
+        if frame.time is not None:
+            out.times.append(float(frame.time))
+        if len(out.frames) >= max_frames:
+            break
+    frames.close()
+    return out
+
+
+def _to_bgr(frame, size_wh: tuple[int, int], out: _Decoded) -> np.ndarray | None:
+    import av
+
+    try:
+        image = frame.to_ndarray(format="bgr24", width=size_wh[0], height=size_wh[1])
+    except (av.FFmpegError, ValueError) as exc:  # a pixel format swscale cannot convert
+        out.errors.append(f"frame {len(out.frames)} cannot be converted to BGR: {exc}")
+        return None
+    if out.rotation:
+        image = np.ascontiguousarray(np.rot90(image, k=out.rotation // 90))
+    return image
+
+
+def _video(decoded: _Decoded, header: _Header, min_frames: int) -> Video:
+    decode_error = decoded.errors[0] if decoded.errors else None
+    if len(decoded.frames) < max(min_frames, 1):
         detail = f" ({decode_error})" if decode_error else ""
-        raise BadMedia(f"the video has {len(frames)} decodable frames, at least {max(min_frames, 1)} needed{detail}")
-
-    out_h, out_w = frames[0].shape[:2]
-    return Video(
-        frames=frames,
-        fps=_fps_from_times(times) or rate_hint or DEFAULT_FPS,
-        width=out_w,
-        height=out_h,
-        codec=codec,
-        container=container_name,
-        frames_total_estimate=frames_total,
-        duration_s=duration_s,
-        rotation=rotation,
-        decode_error=decode_error,
-    )
+        raise BadMedia(f"payload is not a decodable video: the video has {len(decoded.frames)} decodable frames, "
+                       f"at least {max(min_frames, 1)} needed{detail}")
+    out_h, out_w = decoded.frames[0].shape[:2]
+    return Video(frames=decoded.frames, fps=_fps_from_times(decoded.times) or header.rate or DEFAULT_FPS,
+                 width=out_w, height=out_h, codec=header.codec, container=header.container,
+                 frames_total_estimate=header.frames_total, duration_s=header.duration_s,
+                 rotation=decoded.rotation, decode_error=decode_error)
 
 
 def _decoded_frames(container, stream, errors: list[str]):
@@ -170,15 +211,6 @@ def _decoded_frames(container, stream, errors: list[str]):
         yield from stream.codec_context.decode(None)
     except av.FFmpegError:
         pass
-
-
-def _check_limits(width, height, duration_s, frames_wanted, *, max_pixels, max_duration_s, max_frames_hard):
-    if width and height and width * height > max_pixels:
-        raise MediaTooLarge(f"video frames are {width}x{height}, over the limit of {max_pixels} pixels")
-    if duration_s is not None and duration_s > max_duration_s:
-        raise MediaTooLarge(f"the video lasts {duration_s:.1f} s, over the limit of {max_duration_s:g} s")
-    if max_frames_hard is not None and frames_wanted is not None and frames_wanted > max_frames_hard:
-        raise MediaTooLarge(f"decoding {frames_wanted} frames is over the limit of {max_frames_hard}")
 
 
 def _header_duration_s(container, stream) -> float | None:
@@ -226,6 +258,12 @@ def _quarter_turns(degrees) -> int:
 # ---------------------------------------------------------------- encode
 
 
+def annotated_h264(frames: list[np.ndarray], draw: Callable[[int, np.ndarray], np.ndarray], fps: float) -> bytes:
+    """The annotated video both video tasks answer with: ``draw(index, copy_of_frame)`` returns the frame to
+    show (drawn on, or composed with a panel; one size for all), then one H.264 encode."""
+    return encode_h264([draw(index, frame.copy()) for index, frame in enumerate(frames)], fps)
+
+
 def encode_h264(frames: list[np.ndarray], fps: float, *, crf: int = 23, preset: str = "veryfast") -> bytes:
     """MP4 bytes a browser plays as they are: H.264 (libx264), yuv420p, even size, ``moov`` before ``mdat``.
 
@@ -264,65 +302,3 @@ def encode_h264(frames: list[np.ndarray], fps: float, *, crf: int = 23, preset: 
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
         return path.read_bytes()
-
-
-# ---------------------------------------------------------------- probe
-
-
-def mp4_top_level_boxes(data: bytes) -> list[tuple[str, int]]:
-    """``[(type, size), ...]`` of the top-level ISO-BMFF boxes, read from the bytes themselves."""
-    boxes: list[tuple[str, int]] = []
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        header = 8
-        if size == 1:  # 64-bit size follows the type
-            if offset + 16 > len(data):
-                raise BadMedia("truncated MP4 box header")
-            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
-            header = 16
-        elif size == 0:  # the box runs to the end of the file
-            size = len(data) - offset
-        if size < header or offset + size > len(data):
-            raise BadMedia(f"MP4 box {kind!r} at {offset} has a bad size {size}")
-        boxes.append((kind.decode("latin-1"), size))
-        offset += size
-    if offset != len(data):
-        raise BadMedia(f"{len(data) - offset} stray bytes after the last MP4 box")
-    return boxes
-
-
-def probe_mp4(data: bytes) -> dict:
-    """What an MP4 really holds, found by parsing it (box order) and decoding it (PyAV), not by trusting
-    whoever wrote it: ``boxes``, ``moov_before_mdat``, ``codec``, ``pix_fmt``, ``width``, ``height``,
-    ``frames`` (decoded), ``frames_header``, ``fps`` (average rate from the header), ``fps_from_pts``.
-    """
-    import av
-
-    boxes = mp4_top_level_boxes(data)
-    kinds = [kind for kind, _ in boxes]
-    moov_before_mdat = "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
-    with av.open(io.BytesIO(data), mode="r") as container:
-        stream = container.streams.video[0]
-        ctx = stream.codec_context
-        info = {
-            "boxes": kinds,
-            "moov_before_mdat": moov_before_mdat,
-            "container": container.format.name,
-            "codec": ctx.name,
-            "profile": stream.profile,
-            "pix_fmt": ctx.pix_fmt,
-            "width": ctx.width,
-            "height": ctx.height,
-            "frames_header": int(stream.frames),
-            "fps": float(stream.average_rate) if stream.average_rate else None,
-        }
-        times = []
-        count = 0
-        for frame in container.decode(stream):
-            count += 1
-            if frame.time is not None:
-                times.append(float(frame.time))
-    info["frames"] = count
-    info["fps_from_pts"] = _fps_from_times(times)
-    return info

@@ -5,7 +5,7 @@ for a new family, one importer in ``models/importers/``. Nothing here imports to
 
 Vocabulary
 - *store name*: the BentoML model store name (``yolo26n-seg``), tags are ``<store name>:<version>``.
-- *kind*: what a model computes. A task accepts models of exactly one kind (``TASK_KIND``).
+- *kind*: what a model computes. A task accepts models of exactly one kind (its registry entry).
 - *family*: which runner serves it (``yolo``, ``depth``, ``flow``, ``sam3``).
 - *weights*: ``pretrained`` (real weights: downloaded or imported from a local file) or
   ``random-init`` (a placeholder of the real architecture, for offline tests; never for users).
@@ -16,25 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-TASKS: tuple[str, ...] = (
-    "object-detection",
-    "image-segmentation",
-    "pose-estimation",
-    "sam3-concept-segmentation",
-    "depth-estimation",
-    "velocity-estimation",
-)
-
-# The kind of model each task's ``model`` field must name.
-TASK_KIND: dict[str, str] = {
-    "object-detection": "detect",
-    "image-segmentation": "segment",
-    "pose-estimation": "pose",
-    "sam3-concept-segmentation": "sam3",
-    "depth-estimation": "depth",
-    "velocity-estimation": "flow",
-}
-
+# What runs each kind of model (a task names the kind its ``model`` field must be: tasks/registry.py).
 KIND_FAMILY: dict[str, str] = {
     "detect": "yolo",
     "segment": "yolo",
@@ -84,16 +66,6 @@ CATALOG: tuple[ModelSpec, ...] = (
 
 BY_STORE_NAME: dict[str, ModelSpec] = {spec.store_name: spec for spec in CATALOG}
 
-# The model each task uses when the request names none (the client's names resolve to these).
-DEFAULT_MODEL: dict[str, str] = {
-    "object-detection": "yolo26n",
-    "image-segmentation": "yolo26n-seg",
-    "pose-estimation": "yolo26n-pose",
-    "sam3-concept-segmentation": "sam3",
-    "depth-estimation": "depth-anything-small",
-    "velocity-estimation": "raft-large",
-}
-
 # Model names are looked up, never opened: anything else is refused before the store is consulted.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,62})?$")
 
@@ -123,3 +95,9 @@ def accepted_names(store_name: str) -> list[str]:
     spec = BY_STORE_NAME.get(store_name)
     names = [store_name, *(spec.aliases if spec else (f"{store_name}.pt",))]
     return list(dict.fromkeys(names))
+
+
+def request_name(store_name: str) -> str:
+    """The name the web client sends for a model (its first alias: ``yolo26n.pt``, ``raft-large``)."""
+    spec = BY_STORE_NAME.get(store_name)
+    return spec.aliases[0] if spec else f"{store_name}.pt"

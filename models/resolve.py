@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from api.errors import bad_request, unavailable
-from models.catalog import (
-    BY_STORE_NAME,
-    DEFAULT_MODEL,
-    TASK_KIND,
-    accepted_names,
-    is_plausible_name,
-    store_name_for,
-)
+from models.catalog import BY_STORE_NAME, accepted_names, is_plausible_name, store_name_for
 from models.store import InstalledModel
+from vocab.errors import bad_request, unavailable
 
 IMPORT_HINT = "install it with `python scripts/import_models.py {name}` (or `make models`) and restart the service"
 
 
-def resolve(task: str, name: str | None, installed: dict[str, InstalledModel]) -> InstalledModel:
-    kind = TASK_KIND[task]
+def resolve(name: str | None, *, task: str, kind: str, default: str,
+            installed: dict[str, InstalledModel]) -> InstalledModel:
+    """The installed model ``name`` means for ``task`` (which takes ``kind`` models; ``default`` if unnamed)."""
     if name is None:
-        store_name = DEFAULT_MODEL[task]
+        store_name = default
     else:
         if not is_plausible_name(name):
             raise bad_request(f"model {name[:80]!r} is not a model name; {_listing(kind, installed)}")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.catalog import BY_STORE_NAME, KIND_FAMILY
+from models.catalog import KIND_FAMILY
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,6 @@ def get(store_name: str) -> InstalledModel:
 
 def of_family(family: str) -> dict[str, InstalledModel]:
     return {name: m for name, m in installed().items() if m.family == family}
-
-
-def catalog_spec(store_name: str):
-    return BY_STORE_NAME.get(store_name)
 
 
 def references(family: str) -> list:

@@ -4,23 +4,6 @@
 const INFER_URL = new URL("../infer", location.href);
 const HEALTH_URL = new URL("../health", location.href);
 
-// The names the external client sends; an empty model field sends these.
-const DEFAULT_MODEL = {
-  "object-detection": "yolo26n.pt",
-  "image-segmentation": "yolo26n-seg.pt",
-  "pose-estimation": "yolo26n-pose.pt",
-  "sam3-concept-segmentation": "sam3.pt",
-  "depth-estimation": "LiheYoung/depth-anything-small-hf",
-  "velocity-estimation": "raft-large",
-};
-const TASK_KIND = {
-  "object-detection": "detect",
-  "image-segmentation": "segment",
-  "pose-estimation": "pose",
-  "sam3-concept-segmentation": "sam3",
-  "depth-estimation": "depth",
-  "velocity-estimation": "flow",
-};
 // COCO keypoint pairs (0-based, ultralytics' order) and a colour per limb group.
 const SKELETON = [
   [15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7], [6, 8], [7, 9],
@@ -54,7 +37,12 @@ const state = {
 // ---------------------------------------------------------------- small helpers
 
 function currentTask() {
-  return form.elements.task.value;
+  return form.elements.task?.value ?? "";
+}
+
+// What /health says of a task: its title, default model (store name and the name clients send), model kind.
+function taskInfo(task) {
+  return state.health?.models?.[task] ?? {};
 }
 
 function say(text) {
@@ -124,7 +112,7 @@ function onTaskChange() {
   for (const element of document.querySelectorAll("[data-only]")) {
     element.hidden = !element.dataset.only.split(" ").includes(task);
   }
-  $("#model").placeholder = DEFAULT_MODEL[task];
+  $("#model").placeholder = taskInfo(task).request_name ?? "";
   fillModelNames();
 }
 
@@ -132,7 +120,7 @@ function fillModelNames() {
   const list = $("#model-names");
   list.replaceChildren();
   const installed = state.health?.installed ?? {};
-  const kind = TASK_KIND[currentTask()];
+  const kind = taskInfo(currentTask()).kind;
   for (const [name, model] of Object.entries(installed)) {
     if (model.kind !== kind) continue;
     const option = document.createElement("option");
@@ -461,7 +449,7 @@ async function run(event) {
   try {
     const body = {
       task,
-      model: $("#model").value.trim() || DEFAULT_MODEL[task],
+      model: $("#model").value.trim() || taskInfo(task).request_name,
       payloadBase64: await readBase64(state.input.file),
       mimeType: state.input.file.type || "application/octet-stream",
       options: requestOptions(task),
@@ -503,6 +491,21 @@ async function run(event) {
 
 // ---------------------------------------------------------------- health
 
+// The task list, built once from /health (the service's registry): a radio button and a status badge each.
+function buildTaskList(tasks) {
+  const fieldset = $("#tasks");
+  for (const [index, task] of tasks.entries()) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    Object.assign(input, { type: "radio", name: "task", value: task, checked: index === 0 });
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.dataset.statusFor = task;
+    label.append(input, ` ${taskInfo(task).title ?? task} `, badge);
+    fieldset.append(label);
+  }
+}
+
 async function loadHealth() {
   try {
     const response = await fetch(HEALTH_URL);
@@ -512,15 +515,14 @@ async function loadHealth() {
     return;
   }
   const health = state.health;
-  const models = health.models ?? {};
+  if (!form.elements.task) buildTaskList(health.tasks ?? []);
   const tbody = $("#service-table tbody");
   tbody.replaceChildren();
-  for (const task of health.tasks ?? Object.keys(DEFAULT_MODEL)) {
-    const m = models[task] ?? {};
+  for (const task of health.tasks ?? []) {
+    const m = taskInfo(task);
     let status;
     let badge;
-    if (m.available === false) [status, badge] = ["not available yet", "unavailable"];
-    else if (m.installed === false) [status, badge] = ["not installed", "unavailable"];
+    if (m.installed === false) [status, badge] = ["not installed", "unavailable"];
     else if (m.weights === "random-init") [status, badge] = ["placeholder weights", "placeholder"];
     else [status, badge] = [m.loaded === false ? "loading" : "ready", "ready"];
     const span = document.querySelector(`[data-status-for="${task}"]`);
@@ -536,7 +538,7 @@ async function loadHealth() {
   $("#service-summary").textContent =
     `${health.ready ? "Ready" : "Starting"} on ${(health.devices ?? []).join(", ") || "no device yet"}` +
     (placeholders.length ? `. Random-init placeholders (meaningless outputs): ${placeholders.join(", ")}.` : ".");
-  fillModelNames();
+  onTaskChange();
 }
 
 // ---------------------------------------------------------------- wiring
@@ -561,6 +563,6 @@ $("#raw").addEventListener("toggle", () => {
   if ($("#raw").open) $("#raw-json").textContent = JSON.stringify(state.result, shorten, 2);
 });
 
-onTaskChange();
-loadHealth();
-document.documentElement.dataset.ready = "true";
+loadHealth().finally(() => {
+  document.documentElement.dataset.ready = "true";
+});

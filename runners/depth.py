@@ -30,15 +30,14 @@ import numpy as np
 from models import store
 from runners.common import blank_bgr, pick_device, runner_service, should_warm_up, use_all_cores, use_half
 from settings import get_settings
-
-MAX_BATCH = 16
+from vocab.items import DEPTH_MAX_BATCH, depth_item
 
 
 class DepthEngine:
     """Loads each depth model once; ``estimate`` runs same-model, same-shape items as one batch."""
 
     def __init__(self, paths: dict[str, str | Path], tags: dict[str, str] | None = None,
-                 device: str | None = None, max_batch: int = MAX_BATCH):
+                 device: str | None = None, max_batch: int = DEPTH_MAX_BATCH):
         import torch
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
@@ -57,8 +56,6 @@ class DepthEngine:
 
     @classmethod
     def from_store(cls, device: str | None = None) -> DepthEngine:
-        from models import store
-
         installed = store.of_family("depth")
         return cls({name: m.path for name, m in installed.items()},
                    tags={name: m.tag for name, m in installed.items()}, device=device)
@@ -122,11 +119,11 @@ class DepthRunner:
         self.engine = DepthEngine.from_store()
         use_all_cores()
         if should_warm_up(self.engine.device):
-            self.engine.estimate([{"model": name, "image": blank_bgr()} for name in self.engine.models])
+            self.engine.estimate([depth_item(name, blank_bgr()) for name in self.engine.models])
 
     # max_latency_ms is BentoML's cancel threshold (503), not a wait: a batch of 16 takes ~20 ms on an
     # H200 in fp16, so a tight value would turn a burst into 503s. The wait for batch-mates is adaptive.
-    @bentoml.api(batchable=True, max_batch_size=16, max_latency_ms=get_settings().runner_max_latency_ms)
+    @bentoml.api(batchable=True, max_batch_size=DEPTH_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
     async def estimate(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.estimate, items)
 

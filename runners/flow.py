@@ -26,25 +26,22 @@ import bentoml
 import numpy as np
 
 from models import store
+from nets.raft import WEIGHTS_FILE, build_model
 from runners.common import blank_bgr, pick_device, runner_service, should_warm_up, use_all_cores, use_half
 from settings import get_settings
+from vocab.items import FLOW_LATENCY_FACTOR, FLOW_MAX_BATCH, RAFT_DEFAULT_ITERS, flow_item
 
-MAX_BATCH = 8
-DEFAULT_ITERS = 12
 MAX_ITERS = 64
 MIN_SIDE = 128
-LATENCY_FACTOR = 2  # the flow API sheds a queued call after LATENCY_FACTOR × runner_max_latency_ms
 
 
 class FlowEngine:
     """Loads each RAFT once; ``flow`` runs same-model, same-size, same-``iters`` pairs as one batch."""
 
     def __init__(self, models: dict[str, tuple[str | Path, str]], tags: dict[str, str] | None = None,
-                 device: str | None = None, max_batch: int = MAX_BATCH):
+                 device: str | None = None, max_batch: int = FLOW_MAX_BATCH):
         """``models``: store name → (path of ``raft.pt``, variant ``large`` | ``small``)."""
         import torch
-
-        from models.importers.raft import build_model
 
         self.device = device or pick_device()
         self.half = use_half(self.device)
@@ -61,9 +58,6 @@ class FlowEngine:
 
     @classmethod
     def from_store(cls, device: str | None = None) -> FlowEngine:
-        from models import store
-        from models.importers.raft import WEIGHTS_FILE
-
         installed = store.of_family("flow")
         return cls({name: (m.path / WEIGHTS_FILE, m.variant) for name, m in installed.items()},
                    tags={name: m.tag for name, m in installed.items()}, device=device)
@@ -127,7 +121,7 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
         raise ValueError(f"RAFT needs height and width divisible by 8, got {width}x{height}")
     if min(height, width) < MIN_SIDE:
         raise ValueError(f"RAFT needs both sides at least {MIN_SIDE} px, got {width}x{height}")
-    iters = item.get("iters", DEFAULT_ITERS)
+    iters = item.get("iters", RAFT_DEFAULT_ITERS)
     if isinstance(iters, bool) or not isinstance(iters, int | np.integer) or not 1 <= iters <= MAX_ITERS:
         raise ValueError(f"iters must be an integer in 1..{MAX_ITERS}, got {iters!r}")
     return (height, width), int(iters)
@@ -139,12 +133,12 @@ class FlowRunner:
         self.engine = FlowEngine.from_store()
         use_all_cores()
         if should_warm_up(self.engine.device):
-            self.engine.flow([{"model": name, "frame0": blank_bgr(360, 640), "frame1": blank_bgr(360, 640)}
-                              for name in self.engine.models])
+            self.engine.flow([flow_item(name, blank_bgr(360, 640), blank_bgr(360, 640)) for name in self.engine.models])
 
     # max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends ~120 pairs
     # (RAFT large 640x360 fp16: ~46 ms per batch of 8 on an H200), so the bound must be generous.
-    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=LATENCY_FACTOR * get_settings().runner_max_latency_ms)
+    @bentoml.api(batchable=True, max_batch_size=FLOW_MAX_BATCH,
+                 max_latency_ms=FLOW_LATENCY_FACTOR * get_settings().runner_max_latency_ms)
     async def flow(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.flow, items)
 

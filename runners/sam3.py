@@ -10,7 +10,7 @@ ultralytics' video predictor only reads videos from a path (``dataset.mode == "v
 so ``segment_video`` writes the frames to a temporary lossless FFV1 AVI (exact frames, exact frame count;
 about 50 ms a frame at 768 x 576) that is always removed.
 
-Results leave as plain dicts: per instance ``concept_index``, ``score``, ``xyxy`` (original pixels, clipped),
+Results leave as plain dicts: per instance ``concept_index``, ``confidence``, ``xyxy`` (original pixels, clipped),
 ``polygon`` (float32 (K, 2), the mask's largest outer contour in original pixels, K > 2), ``mask_area_px``
 and, for videos, ``object_id``. Instances whose mask is empty (nothing to outline) are not reported.
 """
@@ -24,12 +24,14 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import bentoml
 import numpy as np
 
 from models import store
+from nets import sam3_arch
+from nets.sam3_arch import ARCH_FILE, CHECKPOINT
 from runners.common import (
     blank_bgr,
     keep_torch_threads,
@@ -40,9 +42,8 @@ from runners.common import (
     use_half,
 )
 from settings import get_settings
+from vocab.items import SAM3_MAX_BATCH, sam3_image_item
 
-CHECKPOINT = "sam3.pt"  # these two names are the importer's (models/importers/sam3.py)
-ARCH_FILE = "sam3_arch.json"
 DEFAULT_MODEL = "sam3"
 TEMP_VIDEO_FPS = 10  # the temporary file's nominal rate; nothing downstream uses it
 
@@ -61,8 +62,6 @@ class _LoadedSam3:
 class Sam3Engine:
     """Loads each installed SAM 3 once and answers image batches and whole videos with plain dicts."""
 
-    predictors_built: ClassVar[int] = 0  # ultralytics predictor objects constructed in this process
-
     def __init__(self, model_dirs: dict[str, Path], tags: dict[str, str] | None = None, device: str | None = None):
         self.device = device or pick_device()
         self.half = use_half(self.device)
@@ -77,8 +76,6 @@ class Sam3Engine:
         return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()})
 
     def _load(self, name: str, model_dir: Path, tag: str) -> _LoadedSam3:
-        from runners import sam3_arch
-
         spec = json.loads((model_dir / ARCH_FILE).read_text())
         checkpoint = model_dir / CHECKPOINT
         if spec["variant"] == "full":
@@ -94,7 +91,6 @@ class Sam3Engine:
             "verbose": False,
         }
         image_predictor, video_predictor = _build_predictors(detector, tracker, overrides)
-        Sam3Engine.predictors_built += 2
         return _LoadedSam3(name, tag, spec["variant"], int(spec["imgsz"]), image_predictor, video_predictor,
                            threading.Lock())
 
@@ -229,7 +225,7 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> lis
             raise RuntimeError(f"SAM 3 returned concept {concept} / score {scores[i]} for {n_concepts} concepts")
         instance = {
             "concept_index": concept,
-            "score": float(scores[i]),
+            "confidence": float(scores[i]),
             "xyxy": [float(v) for v in xyxy[i]],
             "polygon": np.asarray(polygon, dtype=np.float32),
             "mask_area_px": int(areas[i]),
@@ -246,10 +242,10 @@ class Sam3Runner:
         self.engine = Sam3Engine.from_store()
         use_all_cores()
         if should_warm_up(self.engine.device):
-            self.engine.segment_images([{"model": name, "image": blank_bgr(), "concepts": ["person"], "threshold": 0.25}
+            self.engine.segment_images([sam3_image_item(name, blank_bgr(), ["person"], 0.25)
                                         for name in self.engine.models])
 
-    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=get_settings().runner_max_latency_ms)
+    @bentoml.api(batchable=True, max_batch_size=SAM3_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
     async def segment_images(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.segment_images, items)
 

@@ -31,8 +31,9 @@ from runners.common import (
     use_half,
 )
 from settings import get_settings
+from vocab.items import YOLO_MAX_BATCH, yolo_item
 
-ITEM_OPTION_KEYS = ("model", "imgsz", "conf", "iou", "max_det", "classes")
+ITEM_OPTION_KEYS = ("model", "imgsz", "threshold", "iou", "max_det", "classes")  # vocab.items.YoloItem
 
 
 class YoloEngine:
@@ -82,7 +83,7 @@ class YoloEngine:
                 results = model.predict(
                     images,
                     imgsz=options["imgsz"],
-                    conf=options["conf"],
+                    conf=options["threshold"],
                     iou=options["iou"],
                     max_det=options["max_det"],
                     classes=list(options["classes"]) if options["classes"] is not None else None,
@@ -103,7 +104,7 @@ def to_arrays(result) -> dict:
     names = result.names
     arrays: dict[str, Any] = {
         "xyxy": boxes.xyxy.cpu().numpy().astype(np.float32),
-        "conf": boxes.conf.cpu().numpy().astype(np.float32),
+        "confidence": boxes.conf.cpu().numpy().astype(np.float32),
         "class_id": cls,
         "class_name": [str(names[int(c)]) for c in cls],
     }
@@ -125,10 +126,9 @@ class YoloRunner:
         self.engine = YoloEngine.from_store()
         use_all_cores()
         if should_warm_up(self.engine.device):
-            self.engine.predict([{"model": name, "image": blank_bgr(), "imgsz": 640, "conf": 0.25, "iou": 0.7,
-                                  "max_det": 300, "classes": None} for name in self.engine.models])
+            self.engine.predict([yolo_item(name, blank_bgr(), imgsz=640, threshold=0.25) for name in self.engine.models])
 
-    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=get_settings().runner_max_latency_ms)
+    @bentoml.api(batchable=True, max_batch_size=YOLO_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
     async def predict(self, items: list[dict]) -> list[dict]:
         return await asyncio.to_thread(self.engine.predict, items)
 

@@ -55,16 +55,16 @@ def velocity(path: Path, options: dict):
     import torch
     from ultralytics import YOLO
 
-    from api.detections import Detections
-    from api.schema import VelocityOptions
     from media.video import decode_video
     from models import store
     from models.catalog import store_name_for
-    from models.importers.raft import WEIGHTS_FILE, build_model
+    from nets.raft import WEIGHTS_FILE, build_model
     from runners.common import keep_torch_threads, pick_device
     from runners.yolo import to_arrays
     from tasks import velocity as task
-    from tasks.base import yolo_imgsz
+    from vocab.detections import Detections
+    from vocab.items import yolo_imgsz
+    from vocab.schema import VelocityOptions
 
     opts = VelocityOptions(**options)
     device = pick_device()
@@ -96,8 +96,8 @@ def velocity(path: Path, options: dict):
             for i in range(min(opts.max_pairs, len(working) - 1)):
                 flow = raft(to_input(working[i]), to_input(working[i + 1]), num_flow_updates=opts.raft_iters)[-1]
                 flows_px.append(task.flow_in_original_px(flow[0].permute(1, 2, 0).cpu().numpy(), scale_xy))
-        data, cameras = task.measure(flows_px, detections, tracks, scale_xy, video.fps, opts)
-        return data, task.annotate_and_encode(video.frames, tracks, data, flows_px, cameras, video.fps)
+        pairs = task.measure(flows_px, detections, tracks, scale_xy, video.fps, opts)
+        return pairs, task.annotate(video.frames, tracks, pairs, flows_px, video.fps)
 
     return call
 

@@ -12,7 +12,6 @@ Models already in the store are kept unless ``--force``. Nothing here runs while
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -20,15 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import store  # noqa: E402
-from models.catalog import BY_STORE_NAME, DEFAULT_MODEL, KIND_FAMILY, store_name_for  # noqa: E402
+from models.catalog import BY_STORE_NAME, KIND_FAMILY, store_name_for  # noqa: E402
+from models.importers import IMPORTERS  # noqa: E402
+from tasks.registry import DEFAULT_MODELS  # noqa: E402
 
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 BANNER = "!" * 78
-
-
-def importer(family: str):
-    return importlib.import_module(f"models.importers.{family}")
 
 
 def family_of_file(path: Path) -> str:
@@ -49,7 +46,7 @@ def import_one(store_name: str, weights: str, force: bool) -> str:
         if not (weights == "pretrained" and current.placeholder):
             return f"{store_name}: already installed ({current.weights}, {current.tag})"
     family = KIND_FAMILY[BY_STORE_NAME[store_name].kind]
-    module = importer(family)
+    module = IMPORTERS[family]
     if weights in ("auto", "pretrained"):
         try:
             return f"{store_name}: pretrained → {module.import_pretrained(store_name)}"
@@ -76,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path} does not exist")
         family = args.family or family_of_file(path)
         name = args.names[0] if args.names else store_name_for(path.name)
-        print(f"{name}: from {path} → {importer(family).import_pretrained(name, local_path=str(path))}")
+        print(f"{name}: from {path} → {IMPORTERS[family].import_pretrained(name, local_path=str(path))}")
         return 0
 
-    names = [store_name_for(n) for n in args.names] or list(dict.fromkeys(DEFAULT_MODEL.values()))
+    names = [store_name_for(n) for n in args.names] or list(DEFAULT_MODELS)
     unknown = [n for n in names if n not in BY_STORE_NAME]
     if unknown:
         parser.error(f"not in the catalog: {unknown} (use --file for other YOLO variants)")

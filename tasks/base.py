@@ -1,39 +1,69 @@
-"""What every task handler receives, and the small steps they share."""
+"""What every task shares: the registry entry's shape, the task module's three steps, and small helpers.
+
+A task module reads the same way for every task (LitServe's ``decode → predict → encode``):
+
+- ``decode(task_input, settings)``: bytes → what the runners need (decode, resize, validate). CPU.
+- ``run(decoded, task_input, runners)``: the runner calls; CPU work inside it goes through ``offload``.
+- ``encode(raw, decoded, task_input)``: runner output → the wire answer (rescale, draw, encode). CPU.
+
+``tasks/infer.py`` calls them in that order and runs ``decode`` and ``encode`` in a worker thread: nothing
+CPU-heavy runs on the event loop, for any task.
+"""
 
 from __future__ import annotations
 
-import math
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from models.store import InstalledModel
 from settings import Settings
+from vocab.schema import Options
 
-
-class Runners(Protocol):
-    """The runner services a task may call (BentoML dependencies in a server, local engines in tests).
-
-    Every attribute has async methods that take and return lists (see ``runners/``).
-    """
-
-    yolo: Any
-    depth: Any
-    flow: Any
-    sam3: Any
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class TaskInput:
     """One request, validated: the payload's bytes, what they are, the options, the resolved model."""
 
+    task: str
     data: bytes
     media_kind: str  # "image" | "video"
     container: str
-    options: Any
+    options: Any  # the task's Options subclass
     model: InstalledModel
     installed: dict[str, InstalledModel]
+
+
+class TaskModule(Protocol):
+    def decode(self, task_input: TaskInput, settings: Settings) -> Any: ...
+
+    async def run(self, decoded: Any, task_input: TaskInput, runners: Any) -> Any: ...
+
+    def encode(self, raw: Any, decoded: Any, task_input: TaskInput) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One registry entry: everything the service needs to know about a task."""
+
+    name: str
+    title: str  # what the playground shows
+    accepts: tuple[str, ...]  # "image", "video"
+    model_kind: str  # the kind of model the request's ``model`` names (models/catalog.py)
+    default_model: str  # store name used when the request names none
+    options: type[Options]
+    module: TaskModule
+    runners: tuple[str, ...]  # the runner families it calls (attributes of the gateway)
+
+
+async def offload(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run CPU work in a worker thread, off the event loop."""
+    return await asyncio.to_thread(function, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -44,14 +74,6 @@ class Resized:
     scale_x: float  # original width / resized width
     scale_y: float
     resolution_wh: tuple[int, int]  # of the original
-
-
-YOLO_STRIDE = 32
-
-
-def yolo_imgsz(imgsz: int) -> int:
-    """The size ultralytics will actually use: rounded up to a multiple of the largest stride."""
-    return max(math.ceil(imgsz / YOLO_STRIDE) * YOLO_STRIDE, YOLO_STRIDE)
 
 
 def resize_to_fit(bgr: np.ndarray, long_side: int) -> Resized:
@@ -71,17 +93,9 @@ def resize_to_fit(bgr: np.ndarray, long_side: int) -> Resized:
 
 
 def load_video(data: bytes, max_frames: int, settings: Settings, min_frames: int):
-    """Decode up to ``max_frames`` frames under the configured limits; bad video → 400, over limits → 413."""
-    from api.errors import bad_request, too_large
-    from media.video import BadMedia, MediaTooLarge, decode_video
+    """Decode up to ``max_frames`` frames under the configured limits (``media`` raises its own errors)."""
+    from media.video import decode_video
 
-    try:
-        return decode_video(
-            data, max_frames=max_frames, max_pixels=settings.max_video_pixels,
-            max_duration_s=settings.max_video_seconds, max_frames_hard=settings.max_video_frames,
-            min_frames=min_frames,
-        )
-    except MediaTooLarge as exc:
-        raise too_large(f"video is over the limits: {exc}") from None
-    except BadMedia as exc:
-        raise bad_request(f"payload is not a decodable video: {exc}") from None
+    return decode_video(data, max_frames=max_frames, max_pixels=settings.max_video_pixels,
+                        max_duration_s=settings.max_video_seconds, max_frames_hard=settings.max_video_frames,
+                        min_frames=min_frames)

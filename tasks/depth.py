@@ -8,31 +8,28 @@ lossless 16-bit PNG (``png16``: 65,536 levels for measuring) and an inferno colo
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import numpy as np
 
-from api.schema import DepthOptions
-from media.decode import decode_image
 from settings import Settings
-from tasks.base import Resized, Runners, TaskInput, resize_to_fit
+from tasks.base import Resized, TaskInput, resize_to_fit
+from vocab.items import depth_item
+from vocab.schema import DepthOptions
 
-ACCEPTS = ("image",)
 MAX_SIDE = 1024  # larger photos are shrunk in the gateway (the model works at 518 px anyway), maps scaled back
 
 
-async def handle(task_input: TaskInput, runners: Runners, settings: Settings) -> dict:
-    options: DepthOptions = task_input.options
-    resized = await asyncio.to_thread(decode_and_fit, task_input.data, settings)
-    (result,) = await runners.depth.estimate([{"model": task_input.model.store_name, "image": resized.bgr}])
-    return await asyncio.to_thread(encode, np.asarray(result["depth"], dtype=np.float32), resized, options)
+def decode(task_input: TaskInput, settings: Settings) -> Resized:
+    from media.decode import decode_image
+
+    image = decode_image(task_input.data, max_pixels=settings.max_image_pixels)
+    return resize_to_fit(image.bgr, min(MAX_SIDE, max(image.width, image.height)))
 
 
-def decode_and_fit(data: bytes, settings: Settings) -> Resized:
-    image = decode_image(data, max_pixels=settings.max_image_pixels)
-    long_side = max(image.width, image.height)
-    return resize_to_fit(image.bgr, min(MAX_SIDE, long_side))
+async def run(resized: Resized, task_input: TaskInput, runners) -> np.ndarray:
+    (result,) = await runners.depth.estimate([depth_item(task_input.model.store_name, resized.bgr)])
+    return np.asarray(result["depth"], dtype=np.float32)
 
 
 def normalise(depth: np.ndarray) -> np.ndarray:
@@ -55,9 +52,10 @@ def _png(array: np.ndarray) -> str:
     return base64.b64encode(buffer.tobytes()).decode()
 
 
-def encode(depth: np.ndarray, resized: Resized, options: DepthOptions) -> dict:
+def encode(depth: np.ndarray, resized: Resized, task_input: TaskInput) -> dict:
     import cv2
 
+    options: DepthOptions = task_input.options
     width, height = resized.resolution_wh
     if depth.shape != (height, width):
         depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_CUBIC)

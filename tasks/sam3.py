@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+from dataclasses import dataclass
 
 import numpy as np
 
-from api.detections import Detections
-from api.errors import bad_request
-from api.schema import Sam3Options
-from media import draw
-from media.decode import IMAGE, decode_image
 from settings import Settings
-from tasks.base import Runners, TaskInput, load_video, resize_to_fit
+from tasks.base import Resized, TaskInput, load_video, resize_to_fit
+from vocab.detections import Detections
+from vocab.errors import bad_request
+from vocab.items import sam3_image_item
+from vocab.schema import Sam3Options
 
-ACCEPTS = ("image", "video")
 WORKING_SIZE = 1008  # SAM 3's own input size: larger photos are resized in the gateway, results scaled back
 MAX_CONCEPT_CHARS = 100
+
+
+@dataclass(frozen=True)
+class Sam3Image:
+    concepts: list[str]
+    resized: Resized
+
+
+@dataclass(frozen=True)
+class Sam3Video:
+    concepts: list[str]
+    video: object  # media.video.Video
+    resized: list[Resized]
 
 
 def parse_concepts(prompt: str | list[str], max_concepts: int) -> list[str]:
@@ -41,81 +52,91 @@ def parse_concepts(prompt: str | list[str], max_concepts: int) -> list[str]:
     return concepts or ["person"]
 
 
-async def handle(task_input: TaskInput, runners: Runners, settings: Settings) -> dict:
+def decode(task_input: TaskInput, settings: Settings) -> Sam3Image | Sam3Video:
+    from media.decode import decode_image
+
     options: Sam3Options = task_input.options
     concepts = parse_concepts(options.text_prompt, settings.max_concepts)
-    if task_input.media_kind == IMAGE:
-        return await segment_image(task_input, runners, settings, concepts)
-    return await segment_video(task_input, runners, settings, concepts)
+    if task_input.media_kind == "image":
+        image = decode_image(task_input.data, max_pixels=settings.max_image_pixels)
+        return Sam3Image(concepts, resize_to_fit(image.bgr, min(WORKING_SIZE, max(image.width, image.height))))
+    video = load_video(task_input.data, options.max_frames, settings, 1)
+    long_side = min(WORKING_SIZE, max(video.width, video.height))
+    return Sam3Video(concepts, video, [resize_to_fit(frame, long_side) for frame in video.frames])
 
 
-async def segment_image(task_input: TaskInput, runners: Runners, settings: Settings, concepts: list[str]) -> dict:
+async def run(decoded: Sam3Image | Sam3Video, task_input: TaskInput, runners) -> dict:
     options: Sam3Options = task_input.options
-    image = await asyncio.to_thread(decode_image, task_input.data, max_pixels=settings.max_image_pixels)
-    resized = resize_to_fit(image.bgr, min(WORKING_SIZE, max(image.width, image.height)))
-    item = {"model": task_input.model.store_name, "image": resized.bgr, "concepts": concepts,
-            "threshold": options.threshold}
-    (result,) = await runners.sam3.segment_images([item])
-    detections = to_detections(result["instances"], concepts).rescaled(
-        resized.scale_x, resized.scale_y, resized.resolution_wh
-    )
-    instances = detections.to_wire()
-    if options.mask_format == "rle":
-        for instance, polygon in zip(instances, detections.polygons or [], strict=True):
-            instance["mask_rle"] = polygon_to_rle(polygon, image.width, image.height)
-    return {"concepts": concepts, "instances": instances}
+    model = task_input.model.store_name
+    if isinstance(decoded, Sam3Image):
+        item = sam3_image_item(model, decoded.resized.bgr, decoded.concepts, options.threshold)
+        (result,) = await runners.sam3.segment_images([item])
+        return result
+    return await runners.sam3.segment_video([r.bgr for r in decoded.resized], decoded.concepts, options.threshold,
+                                            options.max_objects, model)
 
 
-def to_detections(instances: list[dict], concepts: list[str]) -> Detections:
+def encode(result: dict, decoded: Sam3Image | Sam3Video, task_input: TaskInput) -> dict:
+    if isinstance(decoded, Sam3Image):
+        return encode_image(result, decoded, task_input.options)
+    return encode_video(result, decoded)
+
+
+def to_detections(instances: list[dict], concepts: list[str], resized: Resized) -> Detections:
     return Detections.from_arrays({
         "xyxy": np.array([i["xyxy"] for i in instances], dtype=np.float64).reshape(-1, 4),
-        "conf": [i["score"] for i in instances],
+        "confidence": [i["confidence"] for i in instances],
         "class_id": [i["concept_index"] for i in instances],
         "class_name": [concepts[i["concept_index"]] for i in instances],
         "polygons": [i["polygon"] for i in instances],
         "mask_area_px": [i["mask_area_px"] for i in instances],
         "extra": [{"concept_index": i["concept_index"], **({"object_id": i["object_id"]} if "object_id" in i else {})}
                   for i in instances],
-    })
+    }).rescaled(resized.scale_x, resized.scale_y, resized.resolution_wh)
 
 
-async def segment_video(task_input: TaskInput, runners: Runners, settings: Settings, concepts: list[str]) -> dict:
-    from media.video import encode_h264
+def encode_image(result: dict, decoded: Sam3Image, options: Sam3Options) -> dict:
+    detections = to_detections(result["instances"], decoded.concepts, decoded.resized)
+    instances = detections.to_wire()
+    if options.mask_format == "rle":
+        width, height = decoded.resized.resolution_wh
+        for instance, polygon in zip(instances, detections.polygons or [], strict=True):
+            instance["mask_rle"] = polygon_to_rle(polygon, width, height)
+    return {"concepts": decoded.concepts, "instances": instances}
 
-    options: Sam3Options = task_input.options
-    video = await asyncio.to_thread(load_video, task_input.data, options.max_frames, settings, 1)
-    long_side = max(video.width, video.height)
-    resized = [resize_to_fit(frame, min(WORKING_SIZE, long_side)) for frame in video.frames]
-    tracked = await runners.sam3.segment_video(
-        [r.bgr for r in resized], concepts, options.threshold, options.max_objects, task_input.model.store_name
-    )
-    frames_out, per_frame, object_ids = [], [], set()
-    for frame_index, (frame, entry) in enumerate(zip(video.frames, tracked["frames"], strict=True)):
-        ref = resized[frame_index]
-        detections = to_detections(entry["instances"], concepts).rescaled(ref.scale_x, ref.scale_y, ref.resolution_wh)
-        items = detections.to_wire()
-        per_frame.append({"frame_id": frame_index, "instances": items})
-        canvas = frame.copy()
+
+def encode_video(tracked: dict, decoded: Sam3Video) -> dict:
+    from media import draw
+    from media.video import annotated_h264
+
+    video = decoded.video
+    per_frame = []
+    for frame_index, entry in enumerate(tracked["frames"]):
+        detections = to_detections(entry["instances"], decoded.concepts, decoded.resized[frame_index])
+        per_frame.append((detections, detections.to_wire()))
+
+    def annotate(index: int, canvas: np.ndarray) -> np.ndarray:
+        detections, items = per_frame[index]
         for item, polygon in zip(items, detections.polygons or [], strict=True):
-            object_ids.add(item["object_id"])
             color = draw.color_for(item["object_id"])
             draw.fill_polygon(canvas, polygon, color)
             draw.draw_box(canvas, item["bbox"], f"{item['label']} #{item['object_id']} {item['score']:.2f}", color)
-        frames_out.append(canvas)
-    encoded = await asyncio.to_thread(encode_h264, frames_out, video.fps)
+        return canvas
+
+    encoded = annotated_h264(video.frames, annotate, video.fps)
     return {
-        "concepts": concepts,
+        "concepts": decoded.concepts,
         "annotated_video": base64.b64encode(encoded).decode(),
         "content_type": "video/mp4",
         "metrics": {
-            "frames_processed": len(frames_out),
-            "instances_detected_total": sum(len(f["instances"]) for f in per_frame),
-            "objects_tracked": len(object_ids),
+            "frames_processed": len(video.frames),
+            "instances_detected_total": sum(len(items) for _, items in per_frame),
+            "objects_tracked": len({item["object_id"] for _, items in per_frame for item in items}),
             "fps": round(video.fps, 3),
             "width": video.width,
             "height": video.height,
         },
-        "frames": per_frame,
+        "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
     }
 
 

@@ -35,29 +35,25 @@ Orchestration, not a model (DESIGN.md). One straight path per request:
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from api.detections import Detections
-from api.schema import VelocityOptions
-from media import draw
 from models.resolve import resolve
-from runners.flow import LATENCY_FACTOR
 from settings import Settings
-from tasks.base import Runners, TaskInput, load_video, yolo_imgsz
+from tasks.base import TaskInput, load_video, offload
+from vocab.detections import Detections
+from vocab.items import FLOW_LATENCY_FACTOR, FLOW_MAX_BATCH, YOLO_MAX_BATCH, chunks, flow_item, yolo_item
+from vocab.schema import VelocityOptions
+from vocab.velocity import PairSpeeds, TrackSpeed, VelocityResult, VelocityRun
 
-ACCEPTS = ("video",)
 MIN_FRAMES = 2  # one pair
 FLOW_MULTIPLE = 8  # RAFT works at 1/8 scale
 FLOW_MIN_SIDE = 128  # RAFT's correlation pyramid halves the 1/8 map three more times
-DETECT_CHUNK = 64  # frames per YOLO runner call (its max batch)
-FLOW_CHUNK = 8  # pairs per flow runner call (its max batch)
 FLOW_WINDOW = 4  # most flow calls one request keeps in flight (see estimate_flow)
-DETECT_IOU, DETECT_MAX_DET = 0.7, 300
+DETECTOR_KIND = "detect"
 OUTPUT_MAX_WIDTH = 2560  # frame + flow panel side by side are scaled down to this width when wider
 PANEL_PERCENTILE = 99.0
 
@@ -120,19 +116,6 @@ def speed_mps(px_per_frame: float, fps: float, meter_per_pixel: float) -> float:
     return px_per_frame * fps * meter_per_pixel
 
 
-def flow_panel_bgr(flow_px: np.ndarray, max_px_per_frame: float) -> np.ndarray:
-    """Colour-coded flow (HSV wheel): hue = direction, value = magnitude / ``max_px_per_frame`` (clipped)."""
-    import cv2
-
-    dx, dy = flow_px[..., 0], flow_px[..., 1]
-    magnitude = np.hypot(dx, dy)
-    hsv = np.empty((*flow_px.shape[:2], 3), dtype=np.uint8)
-    hsv[..., 0] = ((np.degrees(np.arctan2(dy, dx)) % 360) / 2).astype(np.uint8)  # OpenCV hue is 0..179
-    hsv[..., 1] = 255
-    hsv[..., 2] = (np.clip(magnitude / max(max_px_per_frame, 1e-6), 0, 1) * 255).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
-
-
 # ---------------------------------------------------------------- tracking
 
 
@@ -180,27 +163,62 @@ def track_frames(detections: list[Detections], frames: list[np.ndarray], tracker
 # ---------------------------------------------------------------- the request
 
 
-async def handle(task_input: TaskInput, runners: Runners, settings: Settings) -> dict:
-    options: VelocityOptions = task_input.options
-    detector = resolve("object-detection", options.detector, task_input.installed)
-    video = await asyncio.to_thread(load_video, task_input.data, options.max_frames, settings, MIN_FRAMES)
-    working_wh = working_size_wh((video.width, video.height), options.imgsz)
-    scale_xy = (video.width / working_wh[0], video.height / working_wh[1])
-    working = await asyncio.to_thread(resize_frames, video.frames, working_wh)
-    pairs = min(options.max_pairs, len(working) - 1)
+@dataclass(frozen=True)
+class VelocityInput:
+    video: object  # media.video.Video
+    working: list[np.ndarray]  # every frame at the working size
+    working_wh: tuple[int, int]
+    scale_xy: tuple[float, float]  # original pixels per working pixel
+    pairs: int
+    detector: str  # store name
+    shed_after_s: float  # the flow runner's shedding deadline
 
-    (detections, tracks), flows_working = await _all(
-        detect_and_track(runners, detector.store_name, working, video.frames, scale_xy, options),
-        estimate_flow(runners, task_input.model.store_name, working, pairs, options.raft_iters,
-                      LATENCY_FACTOR * settings.runner_max_latency_ms / 1000),
+
+@dataclass(frozen=True)
+class VelocityRaw:
+    detections: list[Detections]  # per frame, original pixels
+    tracks: list[list[Track]]  # per frame
+    flows_working: list[np.ndarray]  # per pair, working grid and pixels
+
+
+def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
+    import cv2
+
+    options: VelocityOptions = task_input.options
+    detector = resolve(options.detector, task=task_input.task, kind=DETECTOR_KIND, default=options.detector,
+                       installed=task_input.installed)
+    video = load_video(task_input.data, options.max_frames, settings, MIN_FRAMES)
+    working_wh = working_size_wh((video.width, video.height), options.imgsz)
+    working = [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in video.frames]
+    return VelocityInput(video, working, working_wh, (video.width / working_wh[0], video.height / working_wh[1]),
+                         min(options.max_pairs, len(working) - 1), detector.store_name,
+                         FLOW_LATENCY_FACTOR * settings.runner_max_latency_ms / 1000)
+
+
+async def run(decoded: VelocityInput, task_input: TaskInput, runners) -> VelocityRaw:
+    options: VelocityOptions = task_input.options
+    (detections, tracks), flows = await _all(
+        detect_and_track(runners, decoded, options),
+        estimate_flow(runners, task_input.model.store_name, decoded.working, decoded.pairs, options.raft_iters,
+                      decoded.shed_after_s),
     )
-    del working  # the flow is all that is needed of the working frames from here on
-    flows_px = [flow_in_original_px(f, scale_xy) for f in flows_working]
-    del flows_working  # ~2.4 MB a pair at 640x480: keep one copy
-    data, cameras = measure(flows_px, detections, tracks, scale_xy, video.fps, options)
-    encoded = await asyncio.to_thread(annotate_and_encode, video.frames, tracks, data, flows_px, cameras, video.fps)
-    return encode(data, tracks, video, working_wh, pairs, options, task_input.model.store_name,
-                  detector.store_name, detections, encoded)
+    return VelocityRaw(detections, tracks, flows)
+
+
+def encode(raw: VelocityRaw, decoded: VelocityInput, task_input: TaskInput) -> dict:
+    options: VelocityOptions = task_input.options
+    video = decoded.video
+    flows_px = [flow_in_original_px(f, decoded.scale_xy) for f in raw.flows_working]
+    pairs = measure(flows_px, raw.detections, raw.tracks, decoded.scale_xy, video.fps, options)
+    encoded = annotate(video.frames, raw.tracks, pairs, flows_px, video.fps)
+    run = VelocityRun(
+        frames_processed=len(video.frames), pairs_processed=decoded.pairs,
+        detections_total=sum(len(d) for d in raw.detections), fps=video.fps, width=video.width, height=video.height,
+        working_wh=decoded.working_wh, meter_per_pixel=options.meter_per_pixel,
+        camera_motion_subtracted=options.subtract_camera_motion, tracker=options.tracker, detector=decoded.detector,
+        flow_model=task_input.model.store_name, raft_iters=options.raft_iters,
+    )
+    return VelocityResult(run, pairs, frames_seen(raw.tracks), encoded).to_wire()
 
 
 async def _all(*coroutines):
@@ -214,54 +232,44 @@ async def _all(*coroutines):
         raise
 
 
-def resize_frames(frames: list[np.ndarray], working_wh: tuple[int, int]) -> list[np.ndarray]:
-    import cv2
-
-    return [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in frames]
-
-
-async def detect_and_track(runners: Runners, detector: str, working: list[np.ndarray], frames: list[np.ndarray],
-                           scale_xy: tuple[float, float], options: VelocityOptions):
-    height, width = frames[0].shape[:2]
-    detections = await detect(runners, detector, working, options.threshold, scale_xy, (width, height))
-    tracks = await asyncio.to_thread(track_frames, detections, frames, options.tracker)
+async def detect_and_track(runners, decoded: VelocityInput, options: VelocityOptions):
+    video = decoded.video
+    detections = await detect(runners, decoded.detector, decoded.working, options.threshold, decoded.scale_xy,
+                              (video.width, video.height))
+    tracks = await offload(track_frames, detections, video.frames, options.tracker)
     return detections, tracks
 
 
-async def detect(runners: Runners, model: str, frames: list[np.ndarray], threshold: float,
+async def detect(runners, model: str, frames: list[np.ndarray], threshold: float,
                  scale_xy: tuple[float, float], resolution_wh: tuple[int, int]) -> list[Detections]:
-    """YOLO on every working frame (≤ ``DETECT_CHUNK`` per call, all calls at once); boxes in original px."""
-    imgsz = yolo_imgsz(max(frames[0].shape[:2]))
-    items = [{"model": model, "image": frame, "imgsz": imgsz, "conf": threshold, "iou": DETECT_IOU,
-              "max_det": DETECT_MAX_DET, "classes": None} for frame in frames]
-    chunks = await asyncio.gather(*(runners.yolo.predict(items[i:i + DETECT_CHUNK])
-                                    for i in range(0, len(items), DETECT_CHUNK)))
-    return [Detections.from_arrays(arrays).rescaled(*scale_xy, resolution_wh)
-            for chunk in chunks for arrays in chunk]
+    """YOLO on every working frame (≤ ``YOLO_MAX_BATCH`` per call, all calls at once); boxes in original px."""
+    imgsz = max(frames[0].shape[:2])
+    items = [yolo_item(model, frame, imgsz=imgsz, threshold=threshold) for frame in frames]
+    results = await asyncio.gather(*(runners.yolo.predict(chunk) for chunk in chunks(items, YOLO_MAX_BATCH)))
+    return [Detections.from_arrays(arrays).rescaled(*scale_xy, resolution_wh) for chunk in results for arrays in chunk]
 
 
-async def estimate_flow(runners: Runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
+async def estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
                         shed_after_s: float) -> list[np.ndarray]:
-    """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels, ≤ ``FLOW_CHUNK`` pairs per call.
+    """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels, ≤ ``FLOW_MAX_BATCH`` pairs per call.
 
     The first call goes alone and is timed; the rest go concurrently, as many in flight as keeps a queued
     call's wait (the calls ahead of it) under half the runner's shedding deadline ``shed_after_s``: up to
     ``FLOW_WINDOW`` on a GPU (~50 ms a call), one at a time where a call takes a minute (RAFT large at 640x480
     on a CPU), which would otherwise be shed with a 503 while it waited behind its own request.
     """
-    items = [{"model": model, "frame0": frames[i], "frame1": frames[i + 1], "iters": iters} for i in range(pairs)]
-    chunks = [items[i:i + FLOW_CHUNK] for i in range(0, len(items), FLOW_CHUNK)]
+    items = [flow_item(model, frames[i], frames[i + 1], iters) for i in range(pairs)]
+    batches = chunks(items, FLOW_MAX_BATCH)
     started = time.perf_counter()
-    first = await runners.flow.flow(chunks[0])
-    window = flow_window(time.perf_counter() - started, shed_after_s)
-    limit = asyncio.Semaphore(window)
+    first = await runners.flow.flow(batches[0])
+    limit = asyncio.Semaphore(flow_window(time.perf_counter() - started, shed_after_s))
 
-    async def call(chunk: list[dict]) -> list[dict]:
+    async def call(batch: list[dict]) -> list[dict]:
         async with limit:
-            return await runners.flow.flow(chunk)
+            return await runners.flow.flow(batch)
 
-    rest = await asyncio.gather(*(call(chunk) for chunk in chunks[1:]))
-    return [np.asarray(result["flow"], dtype=np.float32) for chunk in (first, *rest) for result in chunk]
+    rest = await asyncio.gather(*(call(batch) for batch in batches[1:]))
+    return [np.asarray(result["flow"], dtype=np.float32) for batch in (first, *rest) for result in batch]
 
 
 def flow_window(call_s: float, shed_after_s: float) -> int:
@@ -270,142 +278,82 @@ def flow_window(call_s: float, shed_after_s: float) -> int:
 
 
 def measure(flows_px: list[np.ndarray], detections: list[Detections], tracks: list[list[Track]],
-            scale_xy: tuple[float, float], fps: float, options: VelocityOptions) -> tuple[list[dict], list]:
+            scale_xy: tuple[float, float], fps: float, options: VelocityOptions) -> list[PairSpeeds]:
     """Per pair i: every track on frame i with its median flow and speed; and the camera motion subtracted."""
-    data, cameras = [], []
+    out = []
     for frame_id, flow_px in enumerate(flows_px):
         grid_wh = (flow_px.shape[1], flow_px.shape[0])
         camera = None
         if options.subtract_camera_motion:
             boxes = [*detections[frame_id].xyxy, *(t.xyxy for t in tracks[frame_id])]
             camera = background_flow_px_per_frame(flow_px, [box_on_grid(b, scale_xy, grid_wh) for b in boxes])
-        cameras.append(camera)
-        entries = []
+        speeds = []
         for track in tracks[frame_id]:
             px_per_frame = median_flow_px_per_frame(flow_px, box_on_grid(track.xyxy, scale_xy, grid_wh), camera)
-            entries.append({
-                "track_id": track.track_id,
-                "class_name": track.class_name,
-                "median_flow_px_per_frame": px_per_frame,
-                "speed_mps_est": speed_mps(px_per_frame, fps, options.meter_per_pixel),
-                "bbox": [round(float(v), 2) for v in track.xyxy],
-                "confidence": round(track.confidence, 5),
-            })
-        entry: dict = {"frame_id": frame_id, "tracks": entries}
-        if camera is not None:
-            entry["camera_flow_px_per_frame"] = [round(float(v), 4) for v in camera]
-        data.append(entry)
-    return data, cameras
+            speeds.append(TrackSpeed(track.track_id, track.class_name, px_per_frame,
+                                     speed_mps(px_per_frame, fps, options.meter_per_pixel), track.xyxy,
+                                     track.confidence))
+        out.append(PairSpeeds(frame_id, speeds, camera))
+    return out
 
 
-def panel_scale_px_per_frame(flows_px: list[np.ndarray], cameras: list) -> float:
-    """The magnitude the panel shows at full brightness: the largest per-pair 99th percentile."""
-    scale = 0.0
-    for flow_px, camera in zip(flows_px, cameras, strict=True):
-        vectors = flow_px if camera is None else flow_px - camera
-        scale = max(scale, float(np.percentile(np.hypot(vectors[..., 0], vectors[..., 1]), PANEL_PERCENTILE)))
-    return scale
-
-
-def annotate_and_encode(frames: list[np.ndarray], tracks: list[list[Track]], data: list[dict],
-                        flows_px: list[np.ndarray], cameras: list, fps: float) -> bytes:
-    import cv2
-
-    from media.video import encode_h264
-
-    height, width = frames[0].shape[:2]
-    scale = panel_scale_px_per_frame(flows_px, cameras)
-    out = []
-    for index, frame in enumerate(frames):
-        canvas = frame.copy()
-        speeds = {t["track_id"]: t["speed_mps_est"] for t in data[index]["tracks"]} if index < len(data) else {}
-        for track in tracks[index]:
-            label = f"{track.class_name} #{track.track_id}"
-            if track.track_id in speeds:
-                label += f" {speeds[track.track_id]:.2f} m/s"
-            draw.draw_box(canvas, track.xyxy, label, draw.color_for(track.track_id))
-        if index < len(flows_px):
-            vectors = flows_px[index] if cameras[index] is None else flows_px[index] - cameras[index]
-            panel = cv2.resize(flow_panel_bgr(vectors, scale), (width, height), interpolation=cv2.INTER_LINEAR)
-            caption = f"flow {index}->{index + 1}, brightest = {scale:.1f} px/frame"
-        else:
-            panel = np.zeros_like(frame)
-            caption = "no flow pair for this frame"
-        _caption(panel, caption)
-        composite = np.hstack([canvas, panel])
-        if composite.shape[1] > OUTPUT_MAX_WIDTH:
-            size = (OUTPUT_MAX_WIDTH, max(2, round(height * OUTPUT_MAX_WIDTH / composite.shape[1])))
-            composite = cv2.resize(composite, size, interpolation=cv2.INTER_AREA)
-        out.append(composite)
-    return encode_h264(out, fps)
-
-
-def _caption(panel: np.ndarray, text: str) -> None:
-    import cv2
-
-    scale = max(0.4, min(panel.shape[:2]) / 900)
-    (_, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.putText(panel, text, (4, text_h + baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def encode(data: list[dict], tracks: list[list[Track]], video, working_wh: tuple[int, int], pairs: int,
-           options: VelocityOptions, flow_model: str, detector: str, detections: list[Detections],
-           encoded: bytes) -> dict:
-    """The contract's response, plus ours: ``velocity.summary`` and metric extras."""
-    entries = [t for frame in data for t in frame["tracks"]]
-    mean_flow = float(np.mean([t["median_flow_px_per_frame"] for t in entries])) if entries else 0.0
-    mean_speed = float(np.mean([t["speed_mps_est"] for t in entries])) if entries else 0.0
-    summary = summarise(tracks, entries)
-    for t in entries:
-        t["median_flow_px_per_frame"] = round(t["median_flow_px_per_frame"], 4)
-        t["speed_mps_est"] = round(t["speed_mps_est"], 4)
-    return {
-        "annotated_video": base64.b64encode(encoded).decode(),
-        "content_type": "video/mp4",
-        "metrics": {
-            "frames_processed": len(video.frames),
-            "mean_flow_px_per_frame": round(mean_flow, 4),
-            "mean_speed_mps_est": round(mean_speed, 4),
-            "pairs_processed": pairs,
-            "tracks": len(summary),
-            "detections_total": sum(len(d) for d in detections),
-            "fps": round(video.fps, 4),
-            "width": video.width,
-            "height": video.height,
-            "working_width": working_wh[0],
-            "working_height": working_wh[1],
-            "camera_motion_subtracted": options.subtract_camera_motion,
-            "tracker": options.tracker,
-            "detector": detector,
-            "flow_model": flow_model,
-            "raft_iters": options.raft_iters,
-        },
-        "velocity": {
-            "fps": round(video.fps, 4),
-            "meter_per_pixel": options.meter_per_pixel,
-            "mode": "per_track",
-            "data": data,
-            "summary": summary,
-        },
-    }
-
-
-def summarise(tracks: list[list[Track]], entries: list[dict]) -> list[dict]:
-    """Per track: frames the tracker reported it on, and its mean and largest speed over the measured pairs
-    (``null`` when it was only seen on frames without a pair)."""
+def frames_seen(tracks: list[list[Track]]) -> dict[int, tuple[str, int]]:
+    """Per track id: its class name (as first reported) and the frames the tracker reported it on."""
     seen: dict[int, tuple[str, int]] = {}
     for frame in tracks:
         for track in frame:
             name, count = seen.get(track.track_id, (track.class_name, 0))
             seen[track.track_id] = (name, count + 1)
-    speeds: dict[int, list[float]] = {}
-    for t in entries:
-        speeds.setdefault(t["track_id"], []).append(t["speed_mps_est"])
-    return [{
-        "track_id": track_id,
-        "class_name": name,
-        "frames_seen": count,
-        "pairs_measured": len(speeds.get(track_id, [])),
-        "mean_speed_mps_est": round(float(np.mean(speeds[track_id])), 4) if track_id in speeds else None,
-        "max_speed_mps_est": round(float(np.max(speeds[track_id])), 4) if track_id in speeds else None,
-    } for track_id, (name, count) in sorted(seen.items())]
+    return seen
+
+
+def panel_scale_px_per_frame(flows_px: list[np.ndarray], pairs: list[PairSpeeds]) -> float:
+    """The magnitude the panel shows at full brightness: the largest per-pair 99th percentile."""
+    scale = 0.0
+    for flow_px, pair in zip(flows_px, pairs, strict=True):
+        vectors = flow_px if pair.camera_flow_px_per_frame is None else flow_px - pair.camera_flow_px_per_frame
+        scale = max(scale, float(np.percentile(np.hypot(vectors[..., 0], vectors[..., 1]), PANEL_PERCENTILE)))
+    return scale
+
+
+def annotate(frames: list[np.ndarray], tracks: list[list[Track]], pairs: list[PairSpeeds],
+             flows_px: list[np.ndarray], fps: float) -> bytes:
+    """Each frame with its tracks' boxes, ids and speeds, beside the flow panel of its pair; one H.264 MP4."""
+    import cv2
+
+    from media import draw
+    from media.video import annotated_h264
+
+    scale = panel_scale_px_per_frame(flows_px, pairs)
+
+    def compose(index: int, canvas: np.ndarray) -> np.ndarray:
+        height, width = canvas.shape[:2]
+        speeds = {t.track_id: t.speed_mps_est for t in pairs[index].tracks} if index < len(pairs) else {}
+        for track in tracks[index]:
+            label = f"{track.class_name} #{track.track_id}"
+            if track.track_id in speeds:
+                label += f" {speeds[track.track_id]:.2f} m/s"
+            draw.draw_box(canvas, track.xyxy, label, draw.color_for(track.track_id))
+        panel = flow_panel(index, flows_px, pairs, scale, (width, height))
+        composite = np.hstack([canvas, panel])
+        if composite.shape[1] > OUTPUT_MAX_WIDTH:
+            size = (OUTPUT_MAX_WIDTH, max(2, round(height * OUTPUT_MAX_WIDTH / composite.shape[1])))
+            composite = cv2.resize(composite, size, interpolation=cv2.INTER_AREA)
+        return composite
+
+    return annotated_h264(frames, compose, fps)
+
+
+def flow_panel(index: int, flows_px: list[np.ndarray], pairs: list[PairSpeeds], scale: float,
+               size_wh: tuple[int, int]) -> np.ndarray:
+    """Frame ``index``'s flow panel at the frame's size, captioned; black for the frame without a pair."""
+    import cv2
+
+    from media import draw
+
+    if index >= len(flows_px):
+        return draw.caption(np.zeros((size_wh[1], size_wh[0], 3), dtype=np.uint8), "no flow pair for this frame")
+    camera = pairs[index].camera_flow_px_per_frame
+    vectors = flows_px[index] if camera is None else flows_px[index] - camera
+    panel = cv2.resize(draw.flow_panel_bgr(vectors, scale), size_wh, interpolation=cv2.INTER_LINEAR)
+    return draw.caption(panel, f"flow {index}->{index + 1}, brightest = {scale:.1f} px/frame")

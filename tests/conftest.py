@@ -1,9 +1,16 @@
-"""Shared fixtures. The tests use their own model store of random-init placeholders (built once, kept in
-``.cache/test-store`` between local runs; CI starts from a clean clone), never the user's store."""
+"""Shared fixtures, and the tiers. The tests use their own model store of random-init placeholders (built once,
+kept in ``.cache/test-store`` between local runs; CI starts from a clean clone), never the user's store.
+
+Tiers, one folder each, marked from the folder (``pytest -m unit`` and so on; markers are strict):
+``unit/`` pure functions on small inputs (no model store, no torch model); ``component/`` real engines and
+importers on placeholder weights, no server; ``contract/`` the wire contract through the real gateway in
+process; ``integration/`` real ``bentoml serve`` processes and the playground in Chromium.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import sys
 import tempfile
@@ -28,6 +35,16 @@ sys.path.insert(0, str(ROOT))
 # checks see only what this code writes, not other processes on the machine.
 os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="perception-tests-")
 tempfile.tempdir = None
+
+
+TIERS = ("unit", "component", "contract", "integration")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        assert tier in TIERS, f"{item.nodeid}: tests live in one of the tier folders {TIERS}"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 PROCESS_WIDE_CACHES = ("torchinductor_",)  # created once per process by torch, not by a request
@@ -55,10 +72,10 @@ def placeholder_store() -> dict:
     """Every default model, and raft-small (velocity by name), as placeholders in the test store (imported
     once; reused when present)."""
     from models import store
-    from models.catalog import DEFAULT_MODEL
     from scripts.import_models import import_one
+    from tasks.registry import DEFAULT_MODELS
 
-    for name in dict.fromkeys([*DEFAULT_MODEL.values(), "raft-small"]):
+    for name in dict.fromkeys([*DEFAULT_MODELS, "raft-small"]):
         import_one(name, "random-init", force=False)
     return store.installed()
 
@@ -71,11 +88,35 @@ def gateway(placeholder_store):
     return service.Gateway()
 
 
-@pytest.fixture(scope="session")
-def client(gateway):
+def in_process_client(gateway, settings=None):
+    """A test client for the gateway's HTTP app inside the middleware a served deployment wears."""
     from starlette.testclient import TestClient
 
-    from api.http import create_app
+    from edge.app import create_app, wrapped
+    from settings import get_settings
 
-    with TestClient(create_app(gateway), raise_server_exceptions=False) as test_client:
+    settings = settings or get_settings()
+    return TestClient(wrapped(create_app(lambda: gateway, settings), settings), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def client(gateway):
+    with in_process_client(gateway) as test_client:
         yield test_client
+
+
+@contextlib.contextmanager
+def counting_sam3_predictor_builds():
+    """Counts ultralytics SAM 3 predictor pairs built while the block runs (none should be, per request)."""
+    import runners.sam3 as module
+
+    builds: list[int] = []
+    original = module._build_predictors
+
+    def counted(*args, **kwargs):
+        builds.append(1)
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_build_predictors", counted)
+        yield builds

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from models import store
 from models.catalog import BY_STORE_NAME, WEIGHTS_PRETRAINED, WEIGHTS_RANDOM
+from nets.sam3_arch import ARCH_FILE, CHECKPOINT
 
-CHECKPOINT = "sam3.pt"
-ARCH_FILE = "sam3_arch.json"
 GATED_HELP = (
     "SAM 3 weights are gated and cannot be downloaded automatically: request access at "
     "https://huggingface.co/facebook/sam3 (accept the SAM License), download sam3.pt, then run "
@@ -74,7 +73,7 @@ def check_checkpoint(path: Path) -> int:
 def import_pretrained(store_name: str = "sam3", local_path: str | None = None) -> str:
     path = find_checkpoint(local_path)
     n_keys = check_checkpoint(path)
-    from runners.sam3_arch import FULL_ARCH, IMGSZ
+    from nets.sam3_arch import FULL_ARCH, IMGSZ
 
     def write(model_dir: Path) -> None:
         shutil.copyfile(path, model_dir / CHECKPOINT)
@@ -95,7 +94,7 @@ def import_placeholder(store_name: str = "sam3", variant: str | None = None, see
     """Random-init SAM 3. ``variant``: ``reduced`` | ``full``; default ``full`` on a CUDA host, else ``reduced``."""
     import torch
 
-    from runners import sam3_arch as arch_mod
+    from nets import sam3_arch as arch_mod
 
     variant = variant or ("full" if torch.cuda.is_available() else "reduced")
     if variant not in ("reduced", "full"):
@@ -108,7 +107,7 @@ def import_placeholder(store_name: str = "sam3", variant: str | None = None, see
             detector, tracker = arch_mod.build_full_from_checkpoint(empty)
         arch, imgsz = arch_mod.FULL_ARCH, arch_mod.IMGSZ
     else:
-        from runners.sam3_tokenizer import make_tokenizer
+        from nets.sam3_tokenizer import make_tokenizer
 
         arch, imgsz = arch_mod.REDUCED_ARCH, REDUCED_IMGSZ
         detector = arch_mod.build_detector(arch, make_tokenizer())

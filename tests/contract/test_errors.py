@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
-from starlette.testclient import TestClient
 
-from api.http import create_app
 from settings import Settings
-from tests.conftest import b64, media, temp_entries
+from tests.conftest import b64, in_process_client, media, temp_entries
 
 
 def assert_error(response, status: int, fragment: str = "") -> None:
@@ -75,8 +72,7 @@ def test_data_url_prefix_is_accepted(client):
 
 
 def limited_client(gateway, **settings):
-    facade = types.SimpleNamespace(settings=Settings(**settings), infer=gateway.infer, health=gateway.health)
-    return TestClient(create_app(facade), raise_server_exceptions=False)
+    return in_process_client(gateway, Settings(**settings))
 
 
 def test_body_over_the_limit_is_413(gateway):
@@ -93,6 +89,29 @@ def test_api_key(gateway):
         assert_error(guarded.post("/infer", json=body, headers={"Authorization": "Basic s3cret"}), 401)
         assert guarded.post("/infer", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert guarded.get("/health").status_code == 200  # health stays open for probes
+
+
+@pytest.mark.parametrize(("method", "path", "status", "fragment"), [
+    ("GET", "/infer", 405, "method not allowed"),
+    ("PUT", "/health", 405, "method not allowed"),
+    ("GET", "/no/such/route", 404, "no such route"),
+    ("GET", "/playground/missing.js", 404, "no such route"),
+])
+def test_routing_errors_are_json_with_the_request_id(client, method, path, status, fragment):
+    response = client.request(method, path, headers={"X-Request-ID": "client-id-7"})
+    assert_error(response, status, fragment)
+    assert response.headers["x-request-id"] == "client-id-7"
+    if status == 405:
+        assert response.headers["allow"]
+
+
+def test_401_keeps_the_clients_request_id(gateway):
+    with limited_client(gateway, api_key="s3cret") as guarded:
+        response = guarded.post("/infer", json={}, headers={"X-Request-ID": "abc-123"})
+        assert_error(response, 401, "API key")
+        assert response.headers["x-request-id"] == "abc-123" and response.headers["www-authenticate"] == "Bearer"
+        odd = guarded.post("/infer", json={}, headers={"X-Request-ID": "bad id!"})
+        assert len(odd.headers["x-request-id"]) == 32  # not an id token: a fresh one instead
 
 
 def test_a_fault_of_ours_is_a_500_without_internals(gateway, monkeypatch):
@@ -131,6 +150,8 @@ def test_health_shape(client):
     assert health["ok"] is True and isinstance(health["cuda"], bool)
     assert health["tasks"] == ["object-detection", "image-segmentation", "pose-estimation",
                                "sam3-concept-segmentation", "depth-estimation", "velocity-estimation"]
+    assert health["models"]["object-detection"]["request_name"] == "yolo26n.pt"  # what the web client sends
+    assert health["models"]["velocity-estimation"]["accepts"] == ["video"]
     detection = health["models"]["object-detection"]
     assert detection["model"] == "yolo26n" and detection["loaded"] is True
     assert detection["weights"] == "random-init" and detection["device"] == "cpu"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from models.catalog import TASKS
+from tasks.registry import TASKS
 
 ALLOWED = {200, 400, 413, 503}
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 from PIL import Image
 
-from media.video import probe_mp4
 from tests.conftest import b64, media
+from tests.mp4 import probe_mp4
 
 SEGMENT_KEYS = {"label", "score", "box", "bbox", "class_id", "class_name", "confidence", "instance_id",
                 "mask_polygon", "mask_area_px", "concept_index"}
@@ -58,14 +58,13 @@ def test_default_prompt_is_person_and_too_many_concepts_is_400(client):
 
 
 def test_predictor_is_built_once_per_process(client):
-    from runners.sam3 import Sam3Engine
+    from tests.conftest import counting_sam3_predictor_builds
 
     payload = b64(media("messi5.jpg"))
-    infer(client, payload)
-    built = Sam3Engine.predictors_built
-    for prompt in ("person", "ball, person", "dog"):
-        assert infer(client, payload, text_prompt=prompt).status_code == 200
-    assert Sam3Engine.predictors_built == built
+    with counting_sam3_predictor_builds() as builds:
+        for prompt in ("person", "ball, person", "dog"):
+            assert infer(client, payload, text_prompt=prompt).status_code == 200
+    assert builds == []
 
 
 def test_video_gives_a_browser_playable_annotated_video(client):

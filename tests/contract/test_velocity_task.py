@@ -13,10 +13,11 @@ import math
 
 import pytest
 
-from media.video import decode_video, probe_mp4
+from media.video import decode_video
 from settings import Settings
 from tests.conftest import MEDIA, b64, media
 from tests.contract.test_errors import assert_error
+from tests.mp4 import probe_mp4
 from tests.unit.test_video import _make_clip
 
 CHEAP = {"max_frames": 4, "imgsz": 192, "raft_iters": 2}

@@ -15,8 +15,6 @@ import yaml
 
 from tests.integration.conftest import ROOT
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def bento(placeholder_store) -> tuple[str, Path]:
@@ -41,7 +39,10 @@ def test_bento_records_every_model_and_service(bento, placeholder_store):
     assert all(services[s]["config"]["resources"]["gpu"] == 1 for s in services if s.endswith("-runner"))
     src = path / "src"
     assert (src / "service.py").exists() and (src / "playground" / "index.html").exists()
-    for unwanted in ("tests", ".venv", ".bentoml", ".cache"):
+    for layer in ("edge", "tasks", "runners", "media", "models", "nets", "vocab"):
+        assert (src / layer / "__init__.py").exists(), layer
+    # what ships is what serves: no tests, scripts, import tooling or placeholder shaping
+    for unwanted in ("tests", "scripts", "models/importers", ".venv", ".bentoml", ".cache"):
         assert not (src / unwanted).exists(), unwanted
 
 

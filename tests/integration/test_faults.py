@@ -16,8 +16,6 @@ from scripts.soak import process_name
 from tests.conftest import b64, media
 from tests.integration.conftest import running_server
 
-pytestmark = pytest.mark.integration
-
 
 def runner_process(server_pid: int, service_name: str) -> psutil.Process:
     for process in psutil.Process(server_pid).children(recursive=True):

@@ -22,8 +22,6 @@ import pytest
 from tests.conftest import media
 from tests.integration.browser import launch_chromium
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_KEYS = {"task", "model", "payloadBase64", "mimeType", "options"}
 IMAGE_TASKS = ("object-detection", "image-segmentation", "pose-estimation", "sam3-concept-segmentation",
@@ -189,7 +187,7 @@ def test_other_image_tasks_draw_or_show_the_error(pg, http, task, tmp_path):
     assert set(body) == CLIENT_KEYS and body["task"] == task
     if task == "sam3-concept-segmentation":
         assert body["options"] == {"threshold": 0.25, "text_prompt": "person"}
-    if not health_of(http)["models"][task]["available"]:
+    if not health_of(http)["models"][task]["installed"]:
         assert response.status == 503
         assert page.text_content("#error") == response.json()["error"] and page.is_visible("#error")
         assert page.text_content("#status").startswith("Failed")
@@ -252,7 +250,7 @@ def test_bundled_sample_video_plays_and_controls_are_labelled(pg):
 
 
 def test_velocity_video_plays_with_per_track_speeds(pg, http, tmp_path):
-    if health_of(http)["models"]["velocity-estimation"]["available"] is not True:
+    if health_of(http)["models"]["velocity-estimation"]["installed"] is not True:
         pytest.skip("velocity-estimation is not available on this server yet (see /health)")
     page = pg.page
     choose(pg, "velocity-estimation", media("people-walking.mp4"))

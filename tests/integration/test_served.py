@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from media.video import probe_mp4
 from tests.conftest import b64, media
 from tests.integration.conftest import ROOT, readme_command
-
-pytestmark = pytest.mark.integration
+from tests.mp4 import probe_mp4
 
 
 def client_request(task: str, path, model: str | None, **options) -> dict:

@@ -1,18 +1,19 @@
-"""Unit-tier fixtures."""
+"""The unit tier is pure: no model store, no model, no server. Asking for one fails the test."""
 
 from __future__ import annotations
 
 import pytest
 
 
-@pytest.fixture(scope="module")
-def model_store(tmp_path_factory):
-    """A fresh, empty BentoML model store for one test module, whatever BENTOML_HOME says (the session's
-    placeholder store and the developer's store are left alone)."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
+def _not_in_unit(name: str):
+    @pytest.fixture(name=name)
+    def refuse():
+        pytest.fail(f"unit tests are pure: the {name!r} fixture belongs to the component or contract tier")
 
-    root = tmp_path_factory.mktemp("bentoml-models")
-    BentoMLContainer.model_store.set(ModelStore(str(root)))
-    yield root
-    BentoMLContainer.model_store.reset()
+    return refuse
+
+
+placeholder_store = _not_in_unit("placeholder_store")
+gateway = _not_in_unit("gateway")
+client = _not_in_unit("client")
+model_store = _not_in_unit("model_store")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from api.errors import ApiError
+from edge.errors import as_api_error
 from media.decode import _plain_rgb_with_opencv, decode_base64, decode_image, sniff
+from media.errors import MediaError
 from tests.conftest import media
 
 RAW = bytes(range(256)) * 3
@@ -34,9 +35,9 @@ def test_base64_forms_decode_to_the_same_bytes(text):
 
 @pytest.mark.parametrize("text", ["", "   ", "!!!!", "abc$", "a", "data:image/png;base64,"])
 def test_bad_base64_is_a_400(text):
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(MediaError) as info:
         decode_base64(text)
-    assert info.value.status == 400
+    assert as_api_error(info.value).status == 400
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -52,9 +53,9 @@ def test_sniff_trusts_bytes_not_names():
     assert sniff(media("people-walking.webm").read_bytes()) == ("video", "matroska")
     assert sniff(media("people-walking-msmpeg4.avi").read_bytes()) == ("video", "avi")
     assert sniff(_encode(Image.new("RGB", (4, 4)), "WEBP")) == ("image", "webp")
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(MediaError) as info:
         sniff(b"%PDF-1.7 not an image")
-    assert info.value.status == 400
+    assert as_api_error(info.value).status == 400
 
 
 @pytest.mark.parametrize(
@@ -112,26 +113,26 @@ def test_animated_gif_gives_its_first_frame():
 def test_decompression_bomb_is_a_413_before_decoding():
     bomb = _encode(Image.new("L", (12_000, 12_000), 0), "PNG")  # ~140 KB of file, 144 Mpx of pixels
     assert len(bomb) < 1_000_000
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(MediaError) as info:
         decode_image(bomb, max_pixels=40_000_000)
-    assert info.value.status == 413
+    assert as_api_error(info.value).status == 413
 
 
 @pytest.mark.parametrize("cut", [10, 200, 2000])
 def test_truncated_or_garbage_images_are_a_400(cut):
     data = media("messi5.jpg").read_bytes()[:cut] if cut < 2000 else b"\x89PNG\r\n\x1a\n" + b"\x00" * cut
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(MediaError) as info:
         decode_image(data, max_pixels=40_000_000)
-    assert info.value.status == 400
+    assert as_api_error(info.value).status == 400
 
 
 def test_garbage_is_a_400_even_after_ultralytics_patches_pil():
     """ultralytics replaces PIL's Image.open with one that tries to install a HEIF plugin on unknown bytes."""
     import ultralytics.utils.patches  # noqa: F401  (applies the patch, as the runners' imports do)
 
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(MediaError) as info:
         decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 500, max_pixels=1000)
-    assert info.value.status == 400
+    assert as_api_error(info.value).status == 400
 
 
 def _pil_general_path(data: bytes) -> np.ndarray:

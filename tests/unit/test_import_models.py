@@ -31,7 +31,7 @@ class FakeImporter:
 def fake(monkeypatch):
     def install(online: bool, installed: dict | None = None) -> FakeImporter:
         importer = FakeImporter(online)
-        monkeypatch.setattr(import_models, "importer", lambda family: importer)
+        monkeypatch.setattr(import_models, "IMPORTERS", {family: importer for family in ("yolo", "sam3", "depth", "flow")})
         monkeypatch.setattr(import_models.store, "installed", lambda: installed or {})
         return importer
 
@@ -88,6 +88,6 @@ def test_gateway_refuses_placeholders_when_pretrained_is_required(monkeypatch):
     monkeypatch.setattr(service, "get_settings", lambda: Settings(weights="pretrained"))
     monkeypatch.setattr(service.store, "installed", lambda: {"yolo26n": entry("yolo26n", "random-init")})
     with pytest.raises(RuntimeError, match="placeholders"):
-        service._Gateway()
+        service.GatewayCore()
     monkeypatch.setattr(service.store, "installed", lambda: {"yolo26n": entry("yolo26n", "pretrained")})
-    assert service._Gateway().installed["yolo26n"].weights == "pretrained"
+    assert service.GatewayCore().installed["yolo26n"].weights == "pretrained"

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from api.errors import ApiError
+from models import resolve as resolving
 from models.catalog import store_name_for
-from models.resolve import resolve
 from models.store import InstalledModel
+from tasks.registry import REGISTRY
+from vocab.errors import ApiError
 
 
 def installed(*entries: tuple[str, str]) -> dict[str, InstalledModel]:
@@ -17,6 +18,12 @@ def installed(*entries: tuple[str, str]) -> dict[str, InstalledModel]:
         name: InstalledModel(name, f"{name}:v1", kind, "yolo", "random-init", "", "", Path("/nonexistent"))
         for name, kind in entries
     }
+
+
+def resolve(task: str, name: str | None, store: dict[str, InstalledModel]) -> InstalledModel:
+    """The model a request for ``task`` naming ``name`` gets: kind and default from the task's registry entry."""
+    spec = REGISTRY[task]
+    return resolving.resolve(name, task=task, kind=spec.model_kind, default=spec.default_model, installed=store)
 
 
 STORE = installed(("yolo26n", "detect"), ("yolo26n-seg", "segment"), ("yolo11s", "detect"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.errors import ApiError
 from tasks.sam3 import parse_concepts, polygon_to_rle, rle_counts
+from vocab.errors import ApiError
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.sam3_tokenizer import (
+from nets.sam3_tokenizer import (
     CONTEXT_LENGTH,
     clip_module_for_sam3,
     make_tokenizer,

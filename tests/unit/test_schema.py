@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from api.errors import ApiError
-from api.schema import parse_request
+from tasks.infer import validate
+from vocab.errors import ApiError
 
 BASE = {"task": "object-detection", "payloadBase64": "AAAA"}
 
 
 def options(task: str, **opts):
-    return parse_request({**BASE, "task": task, "options": opts})[1]
+    return validate({**BASE, "task": task, "options": opts})[2]
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def options(task: str, **opts):
 )
 def test_bad_requests_are_400_with_a_message(body, fragment):
     with pytest.raises(ApiError) as info:
-        parse_request(body)
+        validate(body)
     assert info.value.status == 400
     assert fragment in info.value.message
 
@@ -83,7 +83,7 @@ def test_classes_accept_ids_names_and_lists(given, expected):
 
 
 def test_unknown_option_keys_and_null_options_are_ignored():
-    assert parse_request({**BASE, "options": None})[1].threshold == 0.25
-    assert parse_request({**BASE, "options": {"foo": {"deep": [1]}, "threshold": 0.5}})[1].threshold == 0.5
-    request, _ = parse_request({**BASE, "model": "", "mimeType": "image/png", "extra": 1})
+    assert validate({**BASE, "options": None})[2].threshold == 0.25
+    assert validate({**BASE, "options": {"foo": {"deep": [1]}, "threshold": 0.5}})[2].threshold == 0.5
+    _, request, _ = validate({**BASE, "model": "", "mimeType": "image/png", "extra": 1})
     assert request.model is None and request.mimeType == "image/png"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from settings import Settings
+from settings import Settings, SettingsError
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -24,15 +23,27 @@ def test_environment_is_parsed_and_typed():
 
 
 def test_bad_values_fail_loudly_at_start_up():
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="PERCEPTION_MAX_BODY_BYTES='lots'"):
         Settings.from_env({"PERCEPTION_MAX_BODY_BYTES": "lots"})
 
 
-def test_importing_the_gateway_loads_no_torch():
+@pytest.mark.parametrize(("name", "value", "allowed"), [
+    ("PERCEPTION_PRECISION", "fp61", "'fp16' or 'fp32'"),
+    ("PERCEPTION_WARMUP", "yes", "'auto', 'always' or 'never'"),
+    ("PERCEPTION_WEIGHTS", "real", "'any' or 'pretrained'"),
+])
+def test_closed_sets_name_their_allowed_values(name, value, allowed):
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({name: value})
+    assert f"{name}={value!r}" in str(error.value) and allowed in str(error.value)
+
+
+def test_importing_the_gateway_loads_no_torch_and_no_import_tooling():
     import subprocess
     import sys
 
-    code = "import sys, service; print(sorted(m for m in ('torch', 'ultralytics', 'transformers') if m in sys.modules))"
+    code = ("import sys, service; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'ultralytics', 'transformers', 'tests', 'scripts') or m.startswith('models.importers')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr[-2000:]

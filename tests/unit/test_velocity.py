@@ -13,13 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.schema import VelocityOptions
-from media.video import probe_mp4
+from media import draw
 from models.store import InstalledModel
 from settings import Settings
 from tasks import velocity
 from tasks.base import TaskInput
+from tasks.infer import run_task as run_module
+from tests.mp4 import probe_mp4
 from tests.unit.test_video import _make_clip
+from vocab.schema import VelocityOptions
 
 # ---------------------------------------------------------------- working size
 
@@ -126,7 +128,7 @@ def test_flow_panel_hue_is_direction_and_value_is_magnitude():
     flow_px[:, 8:16] = (4.0, 0.0)  # right, full scale
     flow_px[:, 16:24] = (0.0, 2.0)  # down (image y grows downward), half scale
     flow_px[:, 24:32] = (40.0, 0.0)  # beyond the scale: clipped to full brightness
-    panel = velocity.flow_panel_bgr(flow_px, max_px_per_frame=4.0)
+    panel = draw.flow_panel_bgr(flow_px, max_px_per_frame=4.0)
     hsv = cv2.cvtColor(panel, cv2.COLOR_BGR2HSV)
     assert (panel[:, :8] == 0).all()  # no motion is black
     assert tuple(panel[0, 8]) == (0, 0, 255)  # 0° is red
@@ -146,7 +148,7 @@ class FakeYolo:
 
     async def predict(self, items):
         self.calls.append(items)
-        return [{"xyxy": self.box[None], "conf": np.array([0.9], np.float32), "class_id": np.array([0]),
+        return [{"xyxy": self.box[None], "confidence": np.array([0.9], np.float32), "class_id": np.array([0]),
                  "class_name": ["person"]} for _ in items]
 
 
@@ -171,8 +173,9 @@ INSTALLED = {"yolo26n": model("yolo26n", "detect", "yolo"), "raft-large": model(
 
 
 def run_task(data, runners, **options):
-    task_input = TaskInput(data, "video", "mp4", VelocityOptions(**options), INSTALLED["raft-large"], INSTALLED)
-    return asyncio.run(velocity.handle(task_input, runners, Settings()))
+    task_input = TaskInput("velocity-estimation", data, "video", "mp4", VelocityOptions(**options),
+                           INSTALLED["raft-large"], INSTALLED)
+    return asyncio.run(run_module(velocity, task_input, runners, Settings()))
 
 
 class Runners:
@@ -190,7 +193,7 @@ def test_task_speeds_from_known_boxes_and_flow():
     frame0 = flow.calls[0][0]["frame0"]
     assert frame0.shape == (144, 192, 3) and frame0.dtype == np.uint8
     assert {item["iters"] for call in flow.calls for item in call} == {3}
-    assert all(item["image"].shape == (144, 192, 3) and item["conf"] == 0.5 for call in yolo.calls for item in call)
+    assert all(item["image"].shape == (144, 192, 3) and item["threshold"] == 0.5 for call in yolo.calls for item in call)
 
     metrics, vel = body["metrics"], body["velocity"]
     assert metrics["frames_processed"] == 6 and metrics["pairs_processed"] == 5 == len(vel["data"])
@@ -244,7 +247,7 @@ def test_task_sends_chunks_and_caps_pairs():
 
 
 def test_task_wrong_detector_is_a_400():
-    from api.errors import ApiError
+    from vocab.errors import ApiError
 
     clip = _make_clip(3, width=160, height=128)
     runners = Runners(FakeYolo([0, 0, 1, 1]), FakeFlow(constant_field((160, 128), 0, 0)))

@@ -12,15 +12,10 @@ import av
 import numpy as np
 import pytest
 
-from media.video import (
-    BadMedia,
-    MediaTooLarge,
-    decode_video,
-    encode_h264,
-    mp4_top_level_boxes,
-    probe_mp4,
-)
+from media.errors import BadMedia, MediaTooLarge
+from media.video import decode_video, encode_h264
 from tests.conftest import MEDIA
+from tests.mp4 import BadMp4, mp4_top_level_boxes, probe_mp4
 
 LIMITS = {"max_pixels": 4096 * 4096, "max_duration_s": 600.0}
 
@@ -332,5 +327,5 @@ def test_probe_reads_box_order_of_a_moov_last_file():
 
 
 def test_box_parser_refuses_bad_sizes():
-    with pytest.raises(BadMedia):
+    with pytest.raises(BadMp4):
         mp4_top_level_boxes(b"\x00\x00\x00\x40ftyp" + b"\x00" * 8)  # claims 64 bytes, has 16

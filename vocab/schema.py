@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from api.errors import bad_request
-from models.catalog import TASKS
+from vocab.errors import bad_request
 
 
 def _number(lo: float, hi: float, *, integer: bool = False):
@@ -40,11 +39,13 @@ Probability = Annotated[float, _number(0.0, 1.0)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
-class _Options(BaseModel):
+class Options(BaseModel):
+    """A task's options: unknown keys ignored (the client sends ``threshold`` to every task), frozen."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class YoloOptions(_Options):
+class YoloOptions(Options):
     """object-detection, image-segmentation, pose-estimation."""
 
     threshold: Probability = Field(0.25, description="minimum confidence, 0..1")
@@ -79,7 +80,7 @@ class YoloOptions(_Options):
         return items or None
 
 
-class Sam3Options(_Options):
+class Sam3Options(Options):
     text_prompt: str | list[str] = Field("person", description="concepts: 'person, bicycle' or a list")
     threshold: Probability = Field(0.25, description="minimum instance score, 0..1")
     max_frames: Annotated[int, _number(1, 100_000, integer=True)] = Field(90, description="video: frames read")
@@ -98,7 +99,7 @@ class Sam3Options(_Options):
         return value
 
 
-class DepthOptions(_Options):
+class DepthOptions(Options):
     png16: Flag = Field(
         False, description="add 'depth_png16': lossless 16-bit grey PNG of the same normalised map (65,536 levels "
         "instead of 256: for measuring, not viewing; about 2x the bytes)"
@@ -108,7 +109,7 @@ class DepthOptions(_Options):
     )
 
 
-class VelocityOptions(_Options):
+class VelocityOptions(Options):
     threshold: Probability = Field(0.5, description="tracking confidence, 0..1")
     max_frames: Annotated[int, _number(2, 100_000, integer=True)] = Field(121, description="frames read")
     max_pairs: Annotated[int, _number(1, 100_000, integer=True)] = Field(120, description="frame pairs with flow")
@@ -122,16 +123,6 @@ class VelocityOptions(_Options):
     raft_iters: Annotated[int, _number(1, 32, integer=True)] = Field(
         12, description="RAFT refinement iterations per pair (fewer: faster, coarser flow)"
     )
-
-
-OPTIONS_BY_TASK: dict[str, type[_Options]] = {
-    "object-detection": YoloOptions,
-    "image-segmentation": YoloOptions,
-    "pose-estimation": YoloOptions,
-    "sam3-concept-segmentation": Sam3Options,
-    "depth-estimation": DepthOptions,
-    "velocity-estimation": VelocityOptions,
-}
 
 
 class InferRequest(BaseModel):
@@ -155,23 +146,23 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def parse_request(body: Any) -> tuple[InferRequest, _Options]:
-    """Validate a decoded JSON body into the request and its task's options, or raise a 400 ApiError."""
+def parse_request(body: Any) -> InferRequest:
+    """Validate a decoded JSON body (its options stay raw: their schema is the task's), or raise a 400."""
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object with 'task' and 'payloadBase64'")
-    task = body.get("task")
-    if task not in TASKS:
-        raise bad_request(f"unknown task {task!r}; expected one of: {', '.join(TASKS)}")
     if body.get("options") is None:
         body = {**body, "options": {}}
     if body.get("model") == "":
         body = {**body, "model": None}
     try:
-        request = InferRequest.model_validate(body)
+        return InferRequest.model_validate(body)
     except ValidationError as exc:
         raise bad_request(_describe(exc)) from None
+
+
+def parse_options(schema: type[Options], options: dict[str, Any]) -> Options:
+    """A task's options from the request's ``options`` object, or a 400 naming the field."""
     try:
-        options = OPTIONS_BY_TASK[task].model_validate(request.options)
+        return schema.model_validate(options)
     except ValidationError as exc:
         raise bad_request(_describe(exc, prefix="options.")) from None
-    return request, options

@@ -19,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+CHECKPOINT = "sam3.pt"  # a model store directory holds these two files (models/importers/sam3.py writes them)
+ARCH_FILE = "sam3_arch.json"  # {"variant": "full" | "reduced", "imgsz": int, "arch": Sam3Arch.to_json()}
 IMGSZ = 1008  # SAM 3's native input size (72 x 72 patches of 14 px)
 # The width every head shares (neck output, encoder/decoder, mask head, tracker). Not varied: the tracker's
 # MemoryEncoder hard-codes 256 inside (its mask downsampler and fuser).
@@ -356,7 +358,7 @@ def build_full_from_checkpoint(path: Path):
     """ultralytics' own builders on a (real or placeholder) ``sam3.pt``: ``(detector, tracker)``."""
     from ultralytics.models.sam.build_sam3 import build_interactive_sam3, build_sam3_image_model
 
-    from runners.sam3_tokenizer import clip_module_for_sam3
+    from nets.sam3_tokenizer import clip_module_for_sam3
 
     with clip_module_for_sam3():
         detector = build_sam3_image_model(str(path))
@@ -366,7 +368,7 @@ def build_full_from_checkpoint(path: Path):
 
 def build_from_checkpoint(arch: Sam3Arch, path: Path):
     """The same classes at ``arch``'s sizes, weights from ``path``: ``(detector, tracker)``."""
-    from runners.sam3_tokenizer import make_tokenizer
+    from nets.sam3_tokenizer import make_tokenizer
 
     detector = build_detector(arch, make_tokenizer())
     tracker = build_tracker(arch)

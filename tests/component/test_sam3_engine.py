@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from runners.sam3 import Sam3Engine  # noqa: E402
-from tests.conftest import media  # noqa: E402
-from tests.unit.sam3_helpers import reduced_placeholder_dir  # noqa: E402
+from tests.component.sam3_helpers import reduced_placeholder_dir  # noqa: E402
+from tests.conftest import counting_sam3_predictor_builds, media  # noqa: E402
 
 THRESHOLD = 0.25
 
@@ -36,7 +36,7 @@ def person_results(engine, photos) -> dict[str, list[dict]]:
 def assert_well_formed(instance: dict, image: np.ndarray, n_concepts: int, threshold: float) -> None:
     height, width = image.shape[:2]
     assert 0 <= instance["concept_index"] < n_concepts
-    assert np.isfinite(instance["score"]) and threshold < instance["score"] <= 1.0
+    assert np.isfinite(instance["confidence"]) and threshold < instance["confidence"] <= 1.0
     x1, y1, x2, y2 = instance["xyxy"]
     assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
     polygon = instance["polygon"]
@@ -61,7 +61,7 @@ def test_two_concepts_are_tagged_and_independent(engine, photos, person_results)
     for instance in out["instances"]:
         assert_well_formed(instance, photos[name], 2, THRESHOLD)
     persons = [i for i in out["instances"] if i["concept_index"] == 0]
-    assert [round(i["score"], 5) for i in persons] == [round(i["score"], 5) for i in person_results[name]]
+    assert [round(i["confidence"], 5) for i in persons] == [round(i["confidence"], 5) for i in person_results[name]]
     assert [i["mask_area_px"] for i in persons] == [i["mask_area_px"] for i in person_results[name]]
     assert len(out["instances"]) >= len(persons)
 
@@ -81,7 +81,7 @@ def test_matches_ultralytics_predictor_on_the_same_weights(engine, photos, perso
         ours = person_results[name]
         kept = [i for i, area in enumerate(areas) if area > 0]  # the engine reports only drawable masks
         assert len(ours) == len(kept)
-        np.testing.assert_allclose([i["score"] for i in ours], boxes[kept, 4], rtol=1e-5)
+        np.testing.assert_allclose([i["confidence"] for i in ours], boxes[kept, 4], rtol=1e-5)
         h, w = image.shape[:2]
         np.testing.assert_allclose([i["xyxy"] for i in ours], np.clip(boxes[kept, :4], 0, [w, h, w, h]), atol=1e-3)
         # masks are thresholded logits: a different torch thread count may flip a pixel on the boundary
@@ -90,12 +90,12 @@ def test_matches_ultralytics_predictor_on_the_same_weights(engine, photos, perso
 
 def test_higher_threshold_gives_a_subset(engine, photos, person_results):
     name = max(person_results, key=lambda n: len(person_results[n]))
-    scores = sorted(i["score"] for i in person_results[name])
+    scores = sorted(i["confidence"] for i in person_results[name])
     assert len(scores) >= 2
     middle = len(scores) // 2
     cut = (scores[middle - 1] + scores[middle]) / 2  # between two scores: robust to last-digit float noise
     (out,) = engine.segment_images([{"image": photos[name], "concepts": ["person"], "threshold": cut}])
-    assert sorted(i["score"] for i in out["instances"]) == pytest.approx(scores[middle:], abs=1e-4)
+    assert sorted(i["confidence"] for i in out["instances"]) == pytest.approx(scores[middle:], abs=1e-4)
 
 
 def test_batch_of_mixed_items_keeps_order(engine, photos, person_results):
@@ -108,12 +108,12 @@ def test_batch_of_mixed_items_keeps_order(engine, photos, person_results):
 
 
 def test_predictors_are_built_once_per_model_not_per_request(engine, photos):
-    built = Sam3Engine.predictors_built
     image = photos["messi5.jpg"]
-    for concepts in (["ball"], ["person"]):
-        engine.segment_images([{"image": image, "concepts": concepts, "threshold": THRESHOLD}])
-    assert Sam3Engine.predictors_built == built
-    assert built >= 2  # one image and one video predictor per loaded model
+    with counting_sam3_predictor_builds() as builds:
+        for concepts in (["ball"], ["person"]):
+            engine.segment_images([{"image": image, "concepts": concepts, "threshold": THRESHOLD}])
+    assert builds == []
+    assert all(m.image_predictor is not None and m.video_predictor is not None for m in engine.models.values())
 
 
 def test_no_nan_anywhere_in_the_raw_outputs(engine, photos):

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runners import sam3_arch  # noqa: E402
-from runners.sam3_tokenizer import clip_module_for_sam3, make_tokenizer  # noqa: E402
+from nets import sam3_arch  # noqa: E402
+from nets.sam3_tokenizer import clip_module_for_sam3, make_tokenizer  # noqa: E402
 
 
 @contextlib.contextmanager

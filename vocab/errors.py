@@ -1,7 +1,8 @@
 """The closed set of errors the API answers with: one kind → one status, one body shape.
 
 Every non-2xx answer is ``{"error": "<human-readable text>"}`` (the web client shows ``data.error``).
-Code anywhere on the request path raises ``ApiError``; ``service.py`` turns it into a response in one place.
+Code on the request path raises ``ApiError`` (or, in ``media/``, its own error kinds); ``edge/errors.py``
+is the one place that turns any exception into a status and that body.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import enum
 class ErrorKind(enum.Enum):
     BAD_REQUEST = 400
     UNAUTHORIZED = 401
+    NOT_FOUND = 404
+    METHOD_NOT_ALLOWED = 405
     TOO_LARGE = 413
-    UNAVAILABLE = 503
     INTERNAL = 500
+    UNAVAILABLE = 503
 
     @property
     def status(self) -> int:

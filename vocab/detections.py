@@ -10,12 +10,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-COCO_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle",
-)  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Detections:
@@ -43,7 +37,7 @@ class Detections:
     def from_arrays(cls, arrays: dict) -> Detections:
         return cls(
             xyxy=np.asarray(arrays["xyxy"], dtype=np.float64).reshape(-1, 4),
-            confidence=np.asarray(arrays["conf"], dtype=np.float64).reshape(-1),
+            confidence=np.asarray(arrays["confidence"], dtype=np.float64).reshape(-1),
             class_id=np.asarray(arrays["class_id"], dtype=np.int64).reshape(-1),
             class_name=list(arrays["class_name"]),
             polygons=[np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in arrays["polygons"]]

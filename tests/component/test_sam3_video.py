@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 av = pytest.importorskip("av")
 
 from runners.sam3 import Sam3Engine, write_lossless_video  # noqa: E402
-from tests.conftest import media  # noqa: E402
-from tests.unit.sam3_helpers import reduced_placeholder_dir  # noqa: E402
+from tests.component.sam3_helpers import reduced_placeholder_dir  # noqa: E402
+from tests.conftest import counting_sam3_predictor_builds, media  # noqa: E402
 
 N_FRAMES = 6
 MAX_OBJECTS = 2
@@ -34,13 +34,12 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, frames):
     engine = Sam3Engine({"sam3": reduced_placeholder_dir(tmp_path_factory.mktemp("sam3-reduced"))}, device="cpu")
-    built = Sam3Engine.predictors_built
     scratch = tmp_path_factory.mktemp("scratch")
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, counting_sam3_predictor_builds() as builds:
         patch.setattr(tempfile, "tempdir", str(scratch))  # where the engine's temporary video goes
         result = engine.segment_video(frames, ["person"], 0.25, MAX_OBJECTS)
         leftovers = list(scratch.iterdir())
-    return {"result": result, "leftovers": leftovers, "built_before": built, "engine": engine}
+    return {"result": result, "leftovers": leftovers, "builds": builds, "engine": engine}
 
 
 def test_one_entry_per_frame_with_well_formed_instances(tracked, frames):
@@ -51,7 +50,7 @@ def test_one_entry_per_frame_with_well_formed_instances(tracked, frames):
         assert len(frame["instances"]) <= MAX_OBJECTS
         for instance in frame["instances"]:
             assert instance["concept_index"] == 0
-            assert np.isfinite(instance["score"]) and 0.25 < instance["score"] <= 1
+            assert np.isfinite(instance["confidence"]) and 0.25 < instance["confidence"] <= 1
             x1, y1, x2, y2 = instance["xyxy"]
             assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
             polygon = instance["polygon"]
@@ -75,21 +74,21 @@ def test_object_ids_are_stable_across_frames(tracked):
     scores = {}
     for frame in frames:
         for instance in frame["instances"]:
-            scores.setdefault(instance["object_id"], set()).add(round(instance["score"], 5))
+            scores.setdefault(instance["object_id"], set()).add(round(instance["confidence"], 5))
     assert all(len(s) == 1 for s in scores.values()), scores
 
 
 def test_temporary_video_is_removed_and_no_predictor_is_built(tracked):
     assert tracked["leftovers"] == []
-    assert Sam3Engine.predictors_built == tracked["built_before"]
+    assert tracked["builds"] == []
 
 
 def test_a_second_video_starts_from_a_clean_state(tracked, frames):
     """The predictor is reused: the same clip again gives the same ids and scores (no state leaks)."""
     again = tracked["engine"].segment_video(frames[:1], ["person"], 0.25, MAX_OBJECTS)
     for before, after in zip(tracked["result"]["frames"][:1], again["frames"][:1], strict=True):
-        assert [(i["object_id"], round(i["score"], 4)) for i in before["instances"]] == [
-            (i["object_id"], round(i["score"], 4)) for i in after["instances"]
+        assert [(i["object_id"], round(i["confidence"], 4)) for i in before["instances"]] == [
+            (i["object_id"], round(i["confidence"], 4)) for i in after["instances"]
         ]
 
 

@@ -1,0 +1,150 @@
+"""The HTTP edge: routes, the body limit, request ids, metrics, and the middleware every deployment wears.
+
+``create_app(get_gateway)`` returns the Starlette app that ``service.py`` mounts on the BentoML gateway
+(``get_gateway`` is ``bentoml.get_current_service``); tests pass the in-process gateway instead. The gateway
+does the work: ``await gateway.infer(body)`` and ``await gateway.health()``. Every non-2xx answer, 404 and
+405 included, comes from ``edge/errors.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from edge.auth import ApiKeyMiddleware
+from edge.errors import error_response, json_response, request_id_of
+from settings import Settings, get_settings
+from tasks.registry import REGISTRY
+from vocab.errors import bad_request, too_large
+
+log = logging.getLogger("perception.http")
+
+# Exposed on BentoML's /metrics beside its own (which include each runner's adaptive batch-size histogram).
+REQUESTS = bentoml.metrics.Counter(
+    name="perception_requests_total", documentation="POST /infer requests by task and status",
+    labelnames=["task", "status"],
+)
+LATENCY = bentoml.metrics.Histogram(
+    name="perception_request_duration_seconds", documentation="POST /infer end-to-end latency by task",
+    labelnames=["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+DISCONNECT_POLL_S = 0.5
+PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
+
+
+class Gateway(Protocol):
+    async def infer(self, body: Any) -> Any: ...
+
+    async def health(self) -> dict: ...
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit`` (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and len(declared) < 20 and int(declared) > limit:
+        raise too_large(f"request body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"request body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise bad_request("the body is not valid JSON") from None
+
+
+async def until_disconnect(request: Request, work) -> Any:
+    """Await ``work``, cancelling it if the client goes away first (no work left running for nobody)."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise ClientDisconnect()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def observe(request_id: str, task: str, status: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    label = task if task in REGISTRY else "invalid"
+    REQUESTS.labels(task=label, status=str(status)).inc()
+    LATENCY.labels(task=label).observe(elapsed)
+    log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, label, status, elapsed * 1000)
+
+
+def create_app(get_gateway: Callable[[], Gateway], settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    async def infer(request: Request) -> Response:
+        request_id, started, task = request_id_of(request.headers), time.perf_counter(), "?"
+        try:
+            body = parse_json(await read_body(request, settings.max_body_bytes))
+            task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
+            response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
+        except ClientDisconnect:
+            log.info("request_id=%s client disconnected", request_id)
+            return Response(status_code=499)
+        except Exception as exc:
+            response = error_response(exc, request_id, task)
+        observe(request_id, task, response.status_code, started)
+        return response
+
+    async def health(request: Request) -> Response:
+        try:
+            return json_response(await get_gateway().health(), 200, request_id_of(request.headers))
+        except Exception as exc:
+            return error_response(exc, request_id_of(request.headers))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc, request_id_of(request.headers))
+
+    routes = [
+        Route("/infer", infer, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def middleware(settings: Settings) -> list[tuple[type, dict]]:
+    """What wraps the whole served app, outermost first: CORS (so a browser can read every error), the API key."""
+    stack: list[tuple[type, dict]] = []
+    if settings.cors_origins:
+        origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+        stack.append((CORSMiddleware, {"allow_origins": origins, "allow_methods": ["GET", "POST"],
+                                       "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+                                       "expose_headers": ["X-Request-ID"]}))
+    stack.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
+    return stack
+
+
+def wrapped(app, settings: Settings):
+    """``app`` inside the same middleware as a served deployment (to serve it without BentoML, in tests)."""
+    for cls, options in reversed(middleware(settings)):
+        app = cls(app, **options)
+    return app

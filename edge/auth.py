@@ -1,0 +1,44 @@
+"""The API key: when ``PERCEPTION_API_KEY`` is set, every route but the open ones needs
+``Authorization: Bearer <key>`` (a JSON 401 otherwise, with the client's request id; constant-time compare).
+
+Mounted once, on the whole BentoML app (``service.py``), so BentoML's own routes (``/metrics``, docs) are
+covered too; CORS sits outside it, so a browser can read the 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.datastructures import Headers
+
+from edge.errors import error_response, request_id_of
+from settings import get_settings
+from vocab.errors import unauthorized
+
+# Open without a key: health probes, and the playground's static page (it asks for the key itself).
+OPEN_PATHS = ("/health", "/livez", "/readyz", "/healthz")
+OPEN_PREFIXES = ("/playground",)
+
+
+def authorized(header: str, api_key: str) -> bool:
+    scheme, _, token = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
+
+
+class ApiKeyMiddleware:
+    def __init__(self, app, api_key: str | None = None) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope, receive, send) -> None:
+        key = self.api_key if self.api_key is not None else get_settings().api_key
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or not key or scope.get("method") == "OPTIONS" or path in OPEN_PATHS
+                or path.startswith(OPEN_PREFIXES)):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if authorized(headers.get("authorization", ""), key):
+            await self.app(scope, receive, send)
+            return
+        await error_response(unauthorized(), request_id_of(headers))(scope, receive, send)

@@ -1,0 +1,56 @@
+"""One ``/infer`` request, from its JSON body to its wire answer, in a straight line.
+
+validate the body → look the task up in the registry → its options → resolve the model → decode the base64
+payload and sniff it → the task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from media.decode import decode_base64, sniff
+from models.resolve import resolve
+from models.store import InstalledModel
+from settings import Settings
+from tasks.base import TaskInput, TaskModule, TaskSpec, offload
+from tasks.registry import REGISTRY, TASKS
+from vocab.errors import bad_request
+from vocab.schema import InferRequest, Options, parse_options, parse_request
+
+
+async def infer(body: Any, runners: Any, installed: dict[str, InstalledModel], settings: Settings) -> Any:
+    spec, task_input = await prepare(body, installed)
+    return await run_task(spec.module, task_input, runners, settings)
+
+
+async def run_task(module: TaskModule, task_input: TaskInput, runners: Any, settings: Settings) -> Any:
+    """A task module's three steps; ``decode`` and ``encode`` in a worker thread, never on the event loop."""
+    decoded = await offload(module.decode, task_input, settings)
+    raw = await module.run(decoded, task_input, runners)
+    return await offload(module.encode, raw, decoded, task_input)
+
+
+def validate(body: Any) -> tuple[TaskSpec, InferRequest, Options]:
+    """The body's task (from the registry), its fields and the task's options, or a 400 naming what is wrong."""
+    task = body.get("task") if isinstance(body, dict) else None
+    if not isinstance(task, str) or task not in REGISTRY:
+        if not isinstance(body, dict):
+            parse_request(body)  # raises the "must be a JSON object" 400
+        raise bad_request(f"unknown task {str(task)[:80]!r}; expected one of: {', '.join(TASKS)}")
+    spec = REGISTRY[task]
+    request = parse_request(body)
+    return spec, request, parse_options(spec.options, request.options)
+
+
+async def prepare(body: Any, installed: dict[str, InstalledModel]) -> tuple[TaskSpec, TaskInput]:
+    """The validated request: unknown task, bad fields, options, model and payload errors are 400s (or 413)."""
+    spec, request, options = validate(body)
+    task = spec.name
+    model = resolve(request.model, task=task, kind=spec.model_kind, default=spec.default_model, installed=installed)
+    data = await offload(decode_base64, request.payloadBase64)
+    media_kind, container = sniff(data)
+    if media_kind not in spec.accepts:
+        wanted = " or ".join(spec.accepts)
+        raise bad_request(f"{task} takes {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}; "
+                          f"the payload is {'an' if media_kind == 'image' else 'a'} {media_kind} ({container})")
+    return spec, TaskInput(task, data, media_kind, container, options, model, installed)

@@ -1,0 +1,106 @@
+"""The layers point one way. Every import of every module of the service, lazy imports inside functions
+included, goes to a package strictly below its own:
+
+    service.py                      the BentoML service classes
+    edge/                           the HTTP edge
+    tasks/                          the task registry and one module per task
+    runners/                        one GPU service per model family
+    models/, media/                 the model store and catalog; bytes in and out (side by side)
+    nets/                           architectures the importers and the runners both build
+    vocab/, settings.py             wire vocabulary and configuration: import nothing of ours
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RANK = {"service": 0, "edge": 1, "tasks": 2, "runners": 3, "models": 4, "media": 4, "nets": 5, "vocab": 6,
+        "settings": 6}
+NOT_SERVICE_CODE = {"tests", "scripts"}  # above every layer; nothing of the service may import them
+REQUEST_PATH = ("service.py", "edge", "tasks", "runners", "media", "vocab", "models/catalog.py",
+                "models/resolve.py", "models/store.py")
+MAX_FUNCTION_LINES = 45
+
+
+def modules() -> list[Path]:
+    files = [p for p in (ROOT / "service.py", ROOT / "settings.py") if p.exists()]
+    for package in RANK:
+        if (ROOT / package).is_dir():
+            files += sorted((ROOT / package).rglob("*.py"))
+    return files
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level package) of every absolute import in the file, wherever it stands."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: relative import; write the package's name"
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+def layer_of(path: Path) -> str:
+    rel = path.relative_to(ROOT)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def violations() -> list[str]:
+    out = []
+    for path in modules():
+        own = layer_of(path)
+        for line, target in imports(path):
+            if target == own:
+                continue
+            if target in NOT_SERVICE_CODE or (target in RANK and RANK[target] <= RANK[own]):
+                out.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {target}")
+    return out
+
+
+def test_every_import_points_down():
+    assert violations() == []
+
+
+def test_the_rule_sees_lazy_imports(tmp_path, monkeypatch):
+    fake = tmp_path / "vocab" / "x.py"
+    fake.parent.mkdir()
+    fake.write_text("def f():\n    from tasks.registry import REGISTRY\n    return REGISTRY\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert violations() == ["vocab/x.py:2 (vocab) imports tasks"]
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if str(p.relative_to(ROOT)).startswith(REQUEST_PATH)],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_request_path_functions_are_short(path):
+    long = [f"{node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []
+
+
+def test_the_registry_is_the_only_list_of_tasks():
+    """No other module of the service names a task in its code (docstrings may), and the playground's page
+    builds its task list from /health."""
+    from tasks.registry import TASKS
+
+    offenders = []
+    for path in modules():
+        if path == ROOT / "tasks" / "registry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            body = getattr(node, "body", None)
+            docstring = body[0].value if isinstance(body, list) and body and isinstance(body[0], ast.Expr) else None
+            for child in ast.iter_child_nodes(node):
+                if child is not docstring and isinstance(child, ast.Constant) and child.value in TASKS:
+                    offenders.append(f"{path.relative_to(ROOT)}:{child.lineno} {child.value}")
+    page = (ROOT / "playground" / "index.html").read_text() + (ROOT / "playground" / "app.js").read_text()
+    offenders += [f"playground lists {name}" for name in TASKS if f'value="{name}"' in page or f'"{name}":' in page]
+    assert offenders == []

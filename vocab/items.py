@@ -1,0 +1,86 @@
+"""What crosses the hop from a task to a runner: one item type per runner call, and that call's batch limit.
+
+Each runner's ``@bentoml.api(max_batch_size=...)`` and every task that calls it read the limits here, so
+a chunk a task sends is never larger than the batch the runner accepts. Items are plain dicts at run time
+(BentoML sends them as they are); the ``TypedDict`` says which keys a runner reads, and the builders below
+are the one place each item is made. One name for one quantity: ``threshold`` is the minimum confidence
+from the request's option to the runner's call into the library.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import numpy as np
+
+# Batch limits, per runner API: the most items one adaptive batch (and one task's chunk) holds.
+YOLO_MAX_BATCH = 64
+DEPTH_MAX_BATCH = 16
+FLOW_MAX_BATCH = 8
+SAM3_MAX_BATCH = 4
+
+# The flow API sheds a queued call after FLOW_LATENCY_FACTOR × PERCEPTION_RUNNER_MAX_LATENCY_MS: a velocity
+# request sends many calls to it at once, so its queue is allowed to be longer than the other runners'.
+FLOW_LATENCY_FACTOR = 2
+
+YOLO_STRIDE = 32  # the largest YOLO stride: ultralytics rounds ``imgsz`` up to a multiple of it
+YOLO_DEFAULT_IOU = 0.7
+YOLO_DEFAULT_MAX_DET = 300
+RAFT_DEFAULT_ITERS = 12
+
+
+class YoloItem(TypedDict):
+    model: str  # store name
+    image: np.ndarray  # uint8 HxWx3 BGR, already at the letterbox scale of ``imgsz``
+    imgsz: int  # a multiple of YOLO_STRIDE
+    threshold: float  # minimum confidence, 0..1
+    iou: float  # NMS IoU
+    max_det: int
+    classes: list[int] | None  # class ids to keep; None keeps all
+
+
+class DepthItem(TypedDict):
+    model: str
+    image: np.ndarray  # uint8 HxWx3 BGR
+
+
+class FlowItem(TypedDict):
+    model: str
+    frame0: np.ndarray  # uint8 HxWx3 BGR, sides multiples of 8 and >= 128
+    frame1: np.ndarray  # same size as frame0
+    iters: int  # RAFT refinements
+
+
+class Sam3ImageItem(TypedDict):
+    model: str
+    image: np.ndarray  # uint8 HxWx3 BGR
+    concepts: list[str]
+    threshold: float
+
+
+def yolo_imgsz(imgsz: int) -> int:
+    """The size ultralytics will actually use: rounded up to a multiple of the largest stride."""
+    return max(-(-imgsz // YOLO_STRIDE) * YOLO_STRIDE, YOLO_STRIDE)
+
+
+def yolo_item(model: str, image: np.ndarray, *, imgsz: int, threshold: float, iou: float = YOLO_DEFAULT_IOU,
+              max_det: int = YOLO_DEFAULT_MAX_DET, classes: list[int] | None = None) -> YoloItem:
+    return YoloItem(model=model, image=image, imgsz=yolo_imgsz(imgsz), threshold=float(threshold), iou=float(iou),
+                    max_det=int(max_det), classes=classes)
+
+
+def depth_item(model: str, image: np.ndarray) -> DepthItem:
+    return DepthItem(model=model, image=image)
+
+
+def flow_item(model: str, frame0: np.ndarray, frame1: np.ndarray, iters: int = RAFT_DEFAULT_ITERS) -> FlowItem:
+    return FlowItem(model=model, frame0=frame0, frame1=frame1, iters=int(iters))
+
+
+def sam3_image_item(model: str, image: np.ndarray, concepts: list[str], threshold: float) -> Sam3ImageItem:
+    return Sam3ImageItem(model=model, image=image, concepts=list(concepts), threshold=float(threshold))
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """``items`` in consecutive slices of at most ``size`` (a runner's batch limit)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
