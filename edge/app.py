@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from edge.auth import ApiKeyMiddleware
-from edge.errors import error_response, json_response, request_id_of
+from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
 from settings import Settings, get_settings
 from tasks.registry import REGISTRY
 from vocab.errors import bad_request, too_large
@@ -46,7 +46,9 @@ DISCONNECT_POLL_S = 0.5
 PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
 
 
-class Gateway(Protocol):
+class GatewayApi(Protocol):
+    """What the HTTP edge needs of the gateway."""
+
     async def infer(self, body: Any) -> Any: ...
 
     async def health(self) -> dict: ...
@@ -97,7 +99,7 @@ def observe(request_id: str, task: str, status: int, started: float) -> None:
     log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, label, status, elapsed * 1000)
 
 
-def create_app(get_gateway: Callable[[], Gateway], settings: Settings | None = None) -> Starlette:
+def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
 
     async def infer(request: Request) -> Response:
@@ -132,13 +134,15 @@ def create_app(get_gateway: Callable[[], Gateway], settings: Settings | None = N
 
 
 def middleware(settings: Settings) -> list[tuple[type, dict]]:
-    """What wraps the whole served app, outermost first: CORS (so a browser can read every error), the API key."""
+    """What wraps the whole served app, outermost first: CORS (so a browser can read every error), JSON for every
+    error (BentoML's own routes included), the API key."""
     stack: list[tuple[type, dict]] = []
     if settings.cors_origins:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
         stack.append((CORSMiddleware, {"allow_origins": origins, "allow_methods": ["GET", "POST"],
                                        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
                                        "expose_headers": ["X-Request-ID"]}))
+    stack.append((JsonErrorsMiddleware, {}))
     stack.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
     return stack
 

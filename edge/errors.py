@@ -75,3 +75,45 @@ def error_response(exc: BaseException, request_id: str, task: str = "this task")
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)  # 405's Allow
     return response
+
+
+class JsonErrorsMiddleware:
+    """Routes outside our app answer with BentoML's (or Starlette's) plain-text errors: an unknown path falls
+    through our mount to BentoML's router. This turns any non-2xx answer that is not JSON into the same
+    ``{"error"}`` body with the request id, so every error of the served app reads the same."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: dict = {}
+
+        async def send_json_errors(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in message.get("headers", [])}
+                if message["status"] >= 400 and not headers.get("content-type", "").startswith("application/json"):
+                    held["start"] = message
+                    return
+            elif "start" in held:
+                if not message.get("more_body", False):
+                    await self._replace(scope, held["start"], receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_json_errors)
+
+    @staticmethod
+    async def _replace(scope, start: dict, receive, send) -> None:
+        from starlette.datastructures import Headers
+
+        status = start["status"]
+        text = {404: "no such route", 405: "method not allowed on this route"}.get(status, f"HTTP {status}")
+        response = json_response({"error": text}, status, request_id_of(Headers(scope=scope)))
+        original = Headers(raw=start.get("headers", []))
+        for name in ("allow", "www-authenticate", "retry-after"):
+            if name in original:
+                response.headers[name] = original[name]
+        await response(scope, receive, send)

@@ -40,7 +40,8 @@ def test_api_key_guards_every_route_but_the_open_ones(guarded):
             response = anonymous.request(method, path, json=body if method == "POST" else None)
             assert response.status_code == 401, (path, response.status_code)
             assert "API key" in response.json()["error"] and response.headers["www-authenticate"] == "Bearer"
-        assert anonymous.post("/infer", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+        refused = anonymous.post("/infer", json=body, headers={"Authorization": "Bearer nope", "X-Request-ID": "r-401"})
+        assert refused.status_code == 401 and refused.headers["x-request-id"] == "r-401"
         for path in ("/health", "/readyz", "/livez", "/playground/"):
             assert anonymous.get(path).status_code == 200, path
         assert anonymous.post("/infer", json=body, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
