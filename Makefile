@@ -15,10 +15,10 @@ export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve test test-unit lint browser bench bento soak clean
+.PHONY: help venv models serve serve-split test test-unit lint tools bench bento soak clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create .venv with the pinned dependencies
 
@@ -39,15 +39,22 @@ serve: models ## run the service on PORT (3000); WEIGHTS=pretrained refuses plac
 	BENTOML_DISABLE_GPU_ALLOCATION=1 YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 \
 	$(PY) -m bentoml serve service:Gateway --port $(PORT)
 
+serve-split: models ## every runner as its own server + the gateway against their URLs (PORT, runners on PORT+1...)
+	PERCEPTION_WEIGHTS=$(if $(filter pretrained,$(WEIGHTS)),pretrained,any) YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 \
+	$(PY) scripts/serve_split.py --port $(PORT) $(if $(RUNNER_PORT_BASE),--runner-port-base $(RUNNER_PORT_BASE))
+
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-browser: ## Debian's headless chromium for the playground's browser test (apt, as root, when missing)
-	@test -x $(CHROMIUM) || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else echo "note: $(CHROMIUM) is missing and this is not root: the browser test will be skipped"; fi; }
+tools: ## Debian's headless chromium (playground test) and docker-compose (compose file check): apt, as root, when missing
+	@if ! test -x $(CHROMIUM) || ! command -v docker-compose >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && \
+	    { test -x $(CHROMIUM) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } && \
+	    { command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; }; \
+	  else echo "note: chromium or docker-compose is missing and this is not root: the tests that need them are skipped"; fi; fi
 
-test: venv lint browser ## run every test (unit, component, contract, integration, browser) on CPU with placeholder weights
+test: venv lint tools ## run every test (unit, component, contract, integration, browser) on CPU with placeholder weights
 	$(PY) -m pytest -ra
 
 test-unit: venv ## the quick tier: pure functions, the layer rules (seconds; no model, no server)

@@ -10,13 +10,16 @@ tracker (ultralytics' trackers import torch, CPU only), loaded on the first velo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from types import SimpleNamespace
 
 import bentoml
 
 from edge import app as edge
 from models import store
+from runners.common import OverJson, redacted, runner_dependency
 from runners.depth import DepthRunner
 from runners.flow import FlowRunner
 from runners.sam3 import Sam3Runner
@@ -32,7 +35,8 @@ HEALTH_TTL_S = 5.0
 
 class GatewayCore:
     """What the gateway does, however it is served: BentoML below, or in-process in tests. The runner
-    families (``yolo``, ``sam3``, ...) are attributes: BentoML dependencies, or local engines in tests."""
+    families (``yolo``, ``sam3``, ...) are attributes: BentoML dependencies, or local engines in tests;
+    ``runners`` is what the tasks call (a remote runner wrapped to be called like a local one)."""
 
     def __init__(self) -> None:
         self.settings = get_settings()
@@ -46,12 +50,20 @@ class GatewayCore:
             )
         self._health_cache: tuple[float, dict] | None = None
 
+    @functools.cached_property
+    def runners(self) -> SimpleNamespace:
+        def reach(family: str):
+            dependency = getattr(self, family)
+            return OverJson(dependency) if self.settings.runner_url(family) else dependency
+
+        return SimpleNamespace(**{family: reach(family) for family in RUNNER_FAMILIES})
+
     async def infer(self, body):
-        return await infer(body, self, self.installed, self.settings)
+        return await infer(body, self.runners, self.installed, self.settings)
 
     async def _runner_status(self, family: str) -> dict | None:
         try:
-            return await asyncio.wait_for(getattr(self, family).describe(), timeout=2.0)
+            return await asyncio.wait_for(getattr(self.runners, family).describe(), timeout=2.0)
         except Exception:  # a runner that is down or still starting is reported as not loaded
             return None
 
@@ -67,14 +79,21 @@ class GatewayCore:
             "ok": True,
             "cuda": any(d.startswith("cuda") for d in devices),
             "tasks": list(TASKS),
-            "ready": all(m["loaded"] for m in models.values() if m["installed"]),
+            "ready": all(m["loaded"] for m in models.values() if m["installed"])
+            and all(statuses[f] is not None for f in RUNNER_FAMILIES if self.settings.runner_url(f)),
             "devices": devices,
+            "runners": {family: self._runner_health(family, statuses[family]) for family in RUNNER_FAMILIES},
             "placeholders": sorted(name for name, m in self.installed.items() if m.placeholder),
             "models": models,
             "installed": {name: {"kind": m.kind, "weights": m.weights, "tag": m.tag} for name, m in self.installed.items()},
         }
         self._health_cache = (now, payload)
         return payload
+
+    def _runner_health(self, family: str, status: dict | None) -> dict:
+        url = self.settings.runner_url(family)
+        return {"location": "remote" if url else "local", "url": redacted(url) if url else None,
+                "reachable": status is not None, "models": sorted(status or {})}
 
     def _task_health(self, task: str, statuses: dict[str, dict | None]) -> dict:
         from models.catalog import KIND_FAMILY, accepted_names, request_name
@@ -120,12 +139,13 @@ def return_large_buffers_to_the_os() -> None:
 )
 @bentoml.asgi_app(edge.create_app(bentoml.get_current_service), path="/")
 class Gateway(GatewayCore):
-    """The BentoML service: one dependency per runner family (the names ``tasks/registry.py`` uses)."""
+    """The BentoML service: one dependency per runner family (the names ``tasks/registry.py`` uses), local or,
+    when its ``PERCEPTION_RUNNER_URL_<FAMILY>`` is set, the runner served at that URL."""
 
-    yolo = bentoml.depends(YoloRunner)
-    sam3 = bentoml.depends(Sam3Runner)
-    depth = bentoml.depends(DepthRunner)
-    flow = bentoml.depends(FlowRunner)
+    yolo = runner_dependency(YoloRunner, get_settings().runner_url_yolo)
+    sam3 = runner_dependency(Sam3Runner, get_settings().runner_url_sam3)
+    depth = runner_dependency(DepthRunner, get_settings().runner_url_depth)
+    flow = runner_dependency(FlowRunner, get_settings().runner_url_flow)
 
     def __init__(self) -> None:
         return_large_buffers_to_the_os()

@@ -30,7 +30,15 @@ class Settings(BaseModel, frozen=True):
     warmup: Literal["auto", "always", "never"] = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
     torch_threads: int = Field(0, description="torch CPU threads per runner process (0: every core)")
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
+    runner_url_yolo: str = Field("", description="URL of a YOLO runner served on its own (empty: started locally)")
+    runner_url_sam3: str = Field("", description="URL of a SAM 3 runner served on its own (empty: started locally)")
+    runner_url_depth: str = Field("", description="URL of a depth runner served on its own (empty: started locally)")
+    runner_url_flow: str = Field("", description="URL of a flow runner served on its own (empty: started locally)")
     weights: Literal["any", "pretrained"] = Field("any", description="'pretrained' refuses to start with random-init placeholders")
+
+    def runner_url(self, family: str) -> str:
+        """The URL of the ``family`` runner when it is served elsewhere; empty when the gateway starts it."""
+        return getattr(self, f"runner_url_{family}", "")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

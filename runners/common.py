@@ -1,11 +1,24 @@
-"""What every runner shares: device and precision choice, the torch thread-count guard."""
+"""What every runner shares: how it is served and reached, device and precision choice, the torch thread-count
+guard.
+
+A runner is reached in one of two ways. Started by the gateway's own ``bentoml serve`` (the default), it is
+a local dependency called with pickle. Served on its own host (``bentoml serve runners.yolo:YoloRunner``) and
+named by URL in the gateway's settings (``PERCEPTION_RUNNER_URL_YOLO``), it is a remote dependency called
+with JSON: arrays are packed on the way (``vocab/arrays.py``) and every runner API answers packed to a caller
+that sent packed items (``run_items``), so the same engines serve both.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from settings import get_settings
+from vocab.arrays import is_packed, pack, unpack
 
 # Serving never downloads: ultralytics and Hugging Face stay offline in every process that imports a runner.
 for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
@@ -28,6 +41,44 @@ def runner_service(name: str, *, timeout_s: int = 300, max_concurrency: int = 25
         traffic={"timeout": timeout_s, "max_concurrency": max_concurrency},
         runner_connection=RUNNER_CONNECTION,
     )
+
+
+def runner_dependency(service, url: str):
+    """The gateway's dependency on a runner service: local when ``url`` is empty, else the server at ``url``."""
+    import bentoml
+
+    return bentoml.depends(on=service, url=url) if url else bentoml.depends(service)
+
+
+class OverJson:
+    """A remote runner (BentoML's JSON client to a runner on another host) called exactly like a local one."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Callable:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return unpack(await method(*pack(list(args)), **pack(kwargs)))
+
+        return call
+
+
+def redacted(url: str) -> str:
+    """``url`` without user name or password (what /health may show)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def run_items(function: Callable[[list], list], items: list) -> list:
+    """One batch through an engine in a worker thread; items that arrived packed (from a caller over JSON) are
+    answered packed, the others as they are."""
+    packed = [is_packed(item) for item in items]
+    outputs = await asyncio.to_thread(function, [unpack(item) if p else item for item, p in zip(items, packed, strict=True)])
+    return [pack(out) if p else out for out, p in zip(outputs, packed, strict=True)]
 
 
 def pick_device() -> str:

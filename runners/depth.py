@@ -18,7 +18,6 @@ each group is one forward pass. A request's result never depends on its batch-ma
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -28,7 +27,15 @@ import bentoml
 import numpy as np
 
 from models import store
-from runners.common import blank_bgr, pick_device, runner_service, should_warm_up, use_all_cores, use_half
+from runners.common import (
+    blank_bgr,
+    pick_device,
+    run_items,
+    runner_service,
+    should_warm_up,
+    use_all_cores,
+    use_half,
+)
 from settings import get_settings
 from vocab.items import DEPTH_MAX_BATCH, depth_item
 
@@ -125,7 +132,7 @@ class DepthRunner:
     # H200 in fp16, so a tight value would turn a burst into 503s. The wait for batch-mates is adaptive.
     @bentoml.api(batchable=True, max_batch_size=DEPTH_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
     async def estimate(self, items: list[dict]) -> list[dict]:
-        return await asyncio.to_thread(self.engine.estimate, items)
+        return await run_items(self.engine.estimate, items)
 
     @bentoml.api
     async def describe(self) -> dict:

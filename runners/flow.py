@@ -15,7 +15,6 @@ autocast (RAFT's correlation and GRU are autocast-safe; the output is returned i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections import defaultdict
@@ -27,7 +26,15 @@ import numpy as np
 
 from models import store
 from nets.raft import WEIGHTS_FILE, build_model
-from runners.common import blank_bgr, pick_device, runner_service, should_warm_up, use_all_cores, use_half
+from runners.common import (
+    blank_bgr,
+    pick_device,
+    run_items,
+    runner_service,
+    should_warm_up,
+    use_all_cores,
+    use_half,
+)
 from settings import get_settings
 from vocab.items import FLOW_LATENCY_FACTOR, FLOW_MAX_BATCH, RAFT_DEFAULT_ITERS, flow_item
 
@@ -140,7 +147,7 @@ class FlowRunner:
     @bentoml.api(batchable=True, max_batch_size=FLOW_MAX_BATCH,
                  max_latency_ms=FLOW_LATENCY_FACTOR * get_settings().runner_max_latency_ms)
     async def flow(self, items: list[dict]) -> list[dict]:
-        return await asyncio.to_thread(self.engine.flow, items)
+        return await run_items(self.engine.flow, items)
 
     @bentoml.api
     async def describe(self) -> dict:

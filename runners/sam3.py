@@ -36,12 +36,14 @@ from runners.common import (
     blank_bgr,
     keep_torch_threads,
     pick_device,
+    run_items,
     runner_service,
     should_warm_up,
     use_all_cores,
     use_half,
 )
 from settings import get_settings
+from vocab.arrays import is_packed, pack, unpack
 from vocab.items import SAM3_MAX_BATCH, sam3_image_item
 
 DEFAULT_MODEL = "sam3"
@@ -247,13 +249,16 @@ class Sam3Runner:
 
     @bentoml.api(batchable=True, max_batch_size=SAM3_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
     async def segment_images(self, items: list[dict]) -> list[dict]:
-        return await asyncio.to_thread(self.engine.segment_images, items)
+        return await run_items(self.engine.segment_images, items)
 
     @bentoml.api
     async def segment_video(
         self, frames: list, concepts: list, threshold: float, max_objects: int, model: str | None = None
     ) -> dict:
-        return await asyncio.to_thread(self.engine.segment_video, frames, concepts, threshold, max_objects, model)
+        packed = is_packed(frames)
+        frames = unpack(frames) if packed else frames
+        tracked = await asyncio.to_thread(self.engine.segment_video, frames, concepts, threshold, max_objects, model)
+        return pack(tracked) if packed else tracked
 
     @bentoml.api
     async def describe(self) -> dict:

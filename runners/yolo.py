@@ -12,7 +12,6 @@ Results leave as numpy arrays in the pixels of the image that was sent.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import defaultdict
 from typing import Any
@@ -25,6 +24,7 @@ from runners.common import (
     blank_bgr,
     keep_torch_threads,
     pick_device,
+    run_items,
     runner_service,
     should_warm_up,
     use_all_cores,
@@ -130,7 +130,7 @@ class YoloRunner:
 
     @bentoml.api(batchable=True, max_batch_size=YOLO_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
     async def predict(self, items: list[dict]) -> list[dict]:
-        return await asyncio.to_thread(self.engine.predict, items)
+        return await run_items(self.engine.predict, items)
 
     @bentoml.api
     async def describe(self) -> dict:

@@ -1,6 +1,6 @@
 """Headless Chromium for browser tests: the system's Debian ``chromium`` driven by Playwright, in one place.
 
-Playwright's own browser download is not used (it needs a network we do not have); ``make browser`` installs
+Playwright's own browser download is not used (it needs a network we do not have); ``make tools`` installs
 Debian's package instead. Without either, ``launch_chromium`` skips the calling test.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make browser` installs it
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make tools` installs it
 CHROMIUM_ARGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -27,7 +27,7 @@ def launch_chromium() -> Iterator[object]:
     except ImportError:
         pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (make browser, or apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (make tools, or apt-get install chromium)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:

@@ -2,7 +2,7 @@
 
 The page must send the client's JSON to ``/infer``, draw what comes back over the uploaded image, play returned
 videos, show the API's ``error`` text, and touch nothing outside this server. Skipped (not failed) when
-Playwright or the system Chromium is missing (``make browser`` installs it).
+Playwright or the system Chromium is missing (``make tools`` installs it).
 
 ``PLAYGROUND_SCREENSHOTS=docs/screenshots`` also writes the screenshots of each result there.
 """
