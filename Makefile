@@ -15,7 +15,7 @@ export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve serve-split test test-unit lint tools bench bento soak clean
+.PHONY: help venv models serve serve-split test test-unit lint tools gpu-prepare gpu-rehearsal bench bento soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ test: venv lint tools ## run every test (unit, component, contract, integration,
 
 test-unit: venv ## the quick tier: pure functions, the layer rules (seconds; no model, no server)
 	$(PY) -m pytest -ra tests/unit
+
+gpu-prepare: ## wheels (.whl) and media (.gpu-media) that a lent GPU's device call carries
+	bash scripts/gpu_prepare.sh
+
+gpu-rehearsal: ## the lent-GPU run rehearsed on this CPU in a device-like Python 3.12 (must pass before any device call)
+	bash scripts/gpu_rehearsal.sh
 
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store
 	$(PY) -m bentoml build .

@@ -4,7 +4,8 @@ kept in ``.cache/test-store`` between local runs; CI starts from a clean clone),
 Tiers, one folder each, marked from the folder (``pytest -m unit`` and so on; markers are strict):
 ``unit/`` pure functions on small inputs (no model store, no torch model); ``component/`` real engines and
 importers on placeholder weights, no server; ``contract/`` the wire contract through the real gateway in
-process; ``integration/`` real ``bentoml serve`` processes and the playground in Chromium.
+process; ``integration/`` real ``bentoml serve`` processes and the playground in Chromium; ``gpu/`` the same
+engines on ``cuda:0`` (skipped without CUDA; run in the lent-GPU check, ``scripts/gpu_check.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ for name, value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_O
 for name in list(os.environ):
     if name.startswith("PERCEPTION_") and name != "PERCEPTION_TEST_STORE":
         del os.environ[name]
+# Every tier but tests/gpu/ runs on the CPU, on any host (and the servers it starts inherit this): parity with
+# the libraries' CPU fp32 paths holds everywhere. tests/gpu/ puts its engines on cuda:0 itself.
+os.environ["PERCEPTION_DEVICE"] = "cpu"
 sys.path.insert(0, str(ROOT))
 
 # A private temp dir for this test session (and the servers it starts), so "no temporary file left behind"
@@ -37,7 +41,7 @@ os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="perception-tests-")
 tempfile.tempdir = None
 
 
-TIERS = ("unit", "component", "contract", "integration")
+TIERS = ("unit", "component", "contract", "integration", "gpu")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -75,7 +79,12 @@ def placeholder_store() -> dict:
     from scripts.import_models import import_one
     from tasks.registry import DEFAULT_MODELS
 
+    installed = store.installed()
     for name in dict.fromkeys([*DEFAULT_MODELS, "raft-small"]):
+        if name == "sam3" and name not in installed:  # the CPU-sized variant, on a CUDA host too
+            from models.importers import sam3
+
+            sam3.import_placeholder("sam3", variant="reduced")
         import_one(name, "random-init", force=False)
     return store.installed()
 

@@ -220,3 +220,21 @@ def test_bench_script_measures_the_service_beside_the_library(server, tmp_path):
         assert row["baseline_interleaved"] is True
         assert 0 < row["p50_ms"] <= row["p99_ms"]
         assert row["service_over_baseline_p50"] == pytest.approx(row["p50_ms"] / row["baseline_p50_ms"])
+
+
+def test_bench_compares_loaded_throughput_with_the_librarys_best(server):
+    """Above concurrency 1 the ratio is throughput over the library's best batched throughput, not p50s."""
+    import os
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--url", server.base, "--tasks", "object-detection", "--concurrency", "2",
+         "--requests", "6", "--baseline", "--baseline-requests", "2", "--baseline-batches", "1,2",
+         "--baseline-seconds", "0.5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("BENCH ")).removeprefix("BENCH "))["rows"]
+    assert row["errors"] == {} and row["requests"] == 6 and "service_over_baseline_p50" not in row
+    assert row["library_best_batch"] in (1, 2) and row["library_best_rps"] > 0
+    assert row["service_over_library_best_rps"] == pytest.approx(row["throughput_rps"] / row["library_best_rps"])

@@ -86,6 +86,8 @@ def bodies() -> dict[str, dict]:
         "pose": {"task": "pose-estimation", "model": "yolo26n-pose.pt", "payloadBase64": photo},
         "sam3": {"task": "sam3-concept-segmentation", "payloadBase64": court,
                  "options": {"text_prompt": "person, ball"}},
+        "sam3-video": {"task": "sam3-concept-segmentation", "payloadBase64": clip,
+                       "options": {"text_prompt": "person", "max_frames": 3}},
         "depth": {"task": "depth-estimation", "payloadBase64": photo, "options": {"colormap": True}},
         "velocity": {"task": "velocity-estimation", "model": "raft-large", "payloadBase64": clip,
                      "options": {"max_frames": 4, "imgsz": 192, "raft_iters": 4, "threshold": 0.25}},
