@@ -207,3 +207,18 @@ def test_the_spooled_file_is_closed_before_the_task_runs(gateway, monkeypatch):
         response = roomy.post("/infer", content=multipart_bytes(BIG), headers={"content-type": MULTIPART})
         assert_error(response, 400, "not a decodable image")
     assert seen == [open_before]
+
+
+def test_a_48_mb_video_refused_as_base64_is_accepted_as_multipart(client):
+    """The issue's case at the default 64 MB limit: base64 makes 48 MB into 64 MB and more; the file as it is fits.
+    (The clip padded with an MP4 'free' box: the same frames, 48 MB on the wire.)"""
+    clip = media("people-walking.mp4").read_bytes()
+    pad = 48 * 1024 * 1024 - len(clip)
+    big = clip + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8)
+    assert len(big) == 48 * 1024 * 1024
+    refused = client.post("/infer", json=as_json(VELOCITY, big, "video/mp4"))
+    assert_error(refused, 413, "the limit is 67,108,864")
+    accepted = client.post("/infer", data=as_form(VELOCITY), files={"file": ("big.mp4", big, "video/mp4")})
+    assert accepted.status_code == 200, accepted.text
+    small = client.post("/infer", data=as_form(VELOCITY), files={"file": ("clip.mp4", clip, "video/mp4")})
+    assert accepted.content == small.content  # the same frames, the same answer

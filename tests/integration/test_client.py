@@ -8,6 +8,8 @@ import asyncio
 import base64
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -135,3 +137,38 @@ def test_api_key_and_a_small_body_limit(placeholder_store, tmp_path):
         keyed_cli = cli("--url", guarded.base, "--api-key", "s3cret", "infer", str(media("messi5.jpg")), "--task", "detect")
         assert keyed_cli.returncode == 0, keyed_cli.stderr
         assert isinstance(json.loads(keyed_cli.stdout), list)
+
+
+def readme_client_blocks() -> tuple[str, str]:
+    """The README's Python client example and its `perception` command lines."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Sending the file itself"):text.index("## Playground")]
+    python = re.findall(r"```python\n(.+?)\n```", section, re.S)
+    commands = [b for b in re.findall(r"```bash\n(.+?)\n```", section, re.S) if "perception infer" in b]
+    assert len(python) == 1 and len(commands) == 1
+    return python[0], commands[0]
+
+
+def test_the_readmes_client_examples_run(server, tmp_path):
+    python, commands = readme_client_blocks()
+    shared = str(ROOT.parent / "shared") + "/"
+    python = python.replace("http://localhost:3000", server.base).replace("../shared/", shared)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "client")}
+    done = subprocess.run([sys.executable, "-c", python], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "400 object-detection takes an image" in done.stdout and "(342, 548)" in done.stdout
+    assert probe_mp4((tmp_path / "people-walking-annotated.mp4").read_bytes())["frames"] == 4
+    script = (f"set -e\nperception() {{ {shlex.quote(sys.executable)} -m perception_client \"$@\"; }}\n"
+              + commands.replace("http://localhost:3000", server.base).replace("../shared/", shared))
+    ran = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    answers, at, decoder = [], 0, json.JSONDecoder()
+    while at < len(ran.stdout.rstrip()):
+        answer, at = decoder.raw_decode(ran.stdout, at)
+        answers.append(answer)
+        at += len(ran.stdout[at:]) - len(ran.stdout[at:].lstrip())
+    assert [type(a) for a in answers] == [dict] * 3 and answers[0]["ok"] is True
+    assert probe_mp4((tmp_path / "out" / "people-walking.velocity-estimation.mp4").read_bytes())["frames"] == 4
+    assert (tmp_path / "out" / "messi5.depth.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "out" / "messi5.depth-colormap.png").read_bytes().startswith(b"\x89PNG")
