@@ -172,3 +172,22 @@ def test_the_readmes_client_examples_run(server, tmp_path):
     assert probe_mp4((tmp_path / "out" / "people-walking.velocity-estimation.mp4").read_bytes())["frames"] == 4
     assert (tmp_path / "out" / "messi5.depth.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "out" / "messi5.depth-colormap.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_upload_forms(server):
+    """`scripts/bench.py --upload` against the real server: each form a row, its bytes on the wire, and the
+    gateway's CPU per request read from /proc (the server runs on this machine)."""
+    done = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--url", server.base, "--tasks", "object-detection", "--requests", "5",
+         "--upload", "json,multipart,raw"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("BENCH "))
+    rows = {row["upload"]: row for row in json.loads(line.removeprefix("BENCH "))["rows"]}
+    assert set(rows) == {"json", "multipart", "raw"}
+    assert all(row["errors"] == {} and row["requests"] == 5 for row in rows.values())
+    photo = (ROOT / ".cache" / "bench" / "basketball1-q90.jpg").stat().st_size
+    assert rows["raw"]["request_bytes"] == photo < rows["multipart"]["request_bytes"] < photo + 1024
+    assert rows["json"]["request_bytes"] > photo * 4 / 3
+    cpu = [row["gateway_cpu_ms_per_request"] for row in rows.values()]
+    assert all(isinstance(ms, float) and ms >= 0 for ms in cpu) and sum(cpu) > 0  # 10 ms clock ticks
