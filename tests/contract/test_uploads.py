@@ -222,3 +222,32 @@ def test_a_48_mb_video_refused_as_base64_is_accepted_as_multipart(client):
     assert accepted.status_code == 200, accepted.text
     small = client.post("/infer", data=as_form(VELOCITY), files={"file": ("clip.mp4", clip, "video/mp4")})
     assert accepted.content == small.content  # the same frames, the same answer
+
+
+def test_a_client_that_hangs_up_mid_upload_leaves_nothing_open(gateway):
+    """The ASGI app called directly: 2 MB of a multipart file part arrive (rolled over to a temporary file),
+    then the client disconnects. The answer is the log-only 499 and the spooled file is closed."""
+    import asyncio
+
+    from edge.app import create_app
+
+    app = create_app(lambda: gateway, Settings())
+    body = multipart_bytes(BIG)
+    messages = [{"type": "http.request", "body": body[:1024 * 1024], "more_body": True},
+                {"type": "http.request", "body": body[1024 * 1024:2 * 1024 * 1024], "more_body": True},
+                {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/infer", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", MULTIPART.encode())], "http_version": "1.1", "scheme": "http",
+             "server": ("test", 80), "client": ("test", 1)}
+    before, open_before = temp_entries(), open_temp_files()
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    assert messages == [] and open_temp_files() == open_before and temp_entries() - before == set()
