@@ -3,8 +3,8 @@
 ``create_app(get_gateway)`` returns the Starlette app that ``service.py`` mounts on the BentoML gateway
 (``get_gateway`` is ``bentoml.get_current_service``); tests pass the in-process gateway instead. The gateway
 does the work: ``await gateway.infer(body)`` and ``await gateway.health()``. ``/infer``'s body arrives as JSON,
-multipart or the file itself (``edge/uploads.py`` turns each into the same request). Every non-2xx answer, 404 and
-405 included, comes from ``edge/errors.py``.
+multipart or the file itself (``edge/uploads.py`` turns each into the same request). Every non-2xx answer, 404
+and 405 included, comes from ``edge/errors.py``.
 """
 
 from __future__ import annotations

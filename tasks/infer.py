@@ -1,7 +1,8 @@
 """One ``/infer`` request, from its JSON body to its wire answer, in a straight line.
 
 validate the body → look the task up in the registry → its options → resolve the model → decode the base64
-payload (or take an upload's bytes as they came: ``payload``, from ``edge/uploads.py``) and sniff it → the task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
+payload (or take an upload's bytes as they came: ``payload``, from ``edge/uploads.py``) and sniff it → the
+task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
 """
 
 from __future__ import annotations
