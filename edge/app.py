@@ -2,14 +2,14 @@
 
 ``create_app(get_gateway)`` returns the Starlette app that ``service.py`` mounts on the BentoML gateway
 (``get_gateway`` is ``bentoml.get_current_service``); tests pass the in-process gateway instead. The gateway
-does the work: ``await gateway.infer(body)`` and ``await gateway.health()``. Every non-2xx answer, 404 and
-405 included, comes from ``edge/errors.py``.
+does the work: ``await gateway.infer(body)`` and ``await gateway.health()``. ``/infer``'s body arrives as JSON,
+multipart or the file itself (``edge/uploads.py`` turns each into the same request). Every non-2xx answer, 404
+and 405 included, comes from ``edge/errors.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -27,9 +27,9 @@ from starlette.staticfiles import StaticFiles
 
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
+from edge.uploads import read_request
 from settings import Settings, get_settings
 from tasks.registry import REGISTRY
-from vocab.errors import bad_request, too_large
 
 log = logging.getLogger("perception.http")
 
@@ -52,27 +52,6 @@ class GatewayApi(Protocol):
     async def infer(self, body: Any) -> Any: ...
 
     async def health(self) -> dict: ...
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over ``limit`` (before reading it all)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and len(declared) < 20 and int(declared) > limit:
-        raise too_large(f"request body is {int(declared):,} bytes; the limit is {limit:,}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(f"request body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise bad_request("the body is not valid JSON") from None
 
 
 async def until_disconnect(request: Request, work) -> Any:
@@ -105,7 +84,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
     async def infer(request: Request) -> Response:
         request_id, started, task = request_id_of(request.headers), time.perf_counter(), "?"
         try:
-            body = parse_json(await read_body(request, settings.max_body_bytes))
+            body = await read_request(request, settings.max_body_bytes)
             task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:

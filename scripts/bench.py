@@ -3,9 +3,13 @@
     python scripts/bench.py --url http://127.0.0.1:3000 --tasks object-detection --concurrency 1 --requests 30
     python scripts/bench.py --tasks all --concurrency 32 --duration 20 --baseline
     python scripts/bench.py --tasks velocity-estimation --media /tmp/clip.mp4 --options '{"max_frames": 12}' --baseline
+    python scripts/bench.py --tasks object-detection,velocity-estimation --upload json,multipart,raw
 
 For each task: throughput, p50/p95/p99 latency and errors at the chosen concurrency, over HTTP with the
-client's JSON; and (``--baseline``) the same inputs through the competent library path (``scripts/baselines.py``:
+client's JSON (or, ``--upload``, each of the forms ``/infer`` takes: ``json`` with base64, ``multipart``,
+``raw``), the request body's bytes on the wire and, when the server runs on this machine, the gateway
+processes' CPU time per request (from ``/proc``: the ``perception-gateway`` workers of the server listening on
+the URL's port); and (``--baseline``) the same inputs through the competent library path (``scripts/baselines.py``:
 model loaded once, same weights from the same model store, same precision), in this process. The comparison is
 like for like: at concurrency 1, p50 against p50, the two paths alternating request by request (drift on a
 shared machine hits both alike); above 1, the service's throughput against the library's best throughput on
@@ -74,9 +78,50 @@ def body_for(task: str, path: Path, options: dict) -> dict:
             "mimeType": MIME.get(path.suffix, "application/octet-stream"), "options": {"threshold": 0.25, **options}}
 
 
-def run_http(url: str, body: dict, concurrency: int, requests: int, duration: float,
+UPLOADS = ("json", "multipart", "raw")
+
+
+def prepared(task: str, path: Path, options: dict, upload: str) -> dict:
+    """``httpx.post`` keyword arguments for one request in the ``upload`` form, its body built once."""
+    body = body_for(task, path, options)
+    if upload == "json":
+        return {"content": json.dumps(body).encode(), "headers": {"content-type": "application/json"}}
+    fields = {"task": task, "options": json.dumps(body["options"])}
+    if upload == "raw":
+        return {"content": path.read_bytes(), "params": fields, "headers": {"content-type": body["mimeType"]}}
+    request = httpx.Request("POST", "http://bench/infer", data={**fields, "mimeType": body["mimeType"]},
+                            files={"file": (path.name, path.read_bytes(), body["mimeType"])})
+    return {"content": request.read(), "headers": {"content-type": request.headers["content-type"]}}
+
+
+def gateway_pids(url: str) -> list[int]:
+    """The gateway worker processes of the ``bentoml serve`` listening on ``url``'s port (Linux, same machine)."""
+    port = httpx.URL(url).port or 80
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"perception-gateway" in (entry / "cmdline").read_bytes():
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                if f"--port\0{port}\0".encode() in Path(f"/proc/{parent}/cmdline").read_bytes() + b"\0":
+                    pids.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_http(url: str, request: dict, concurrency: int, requests: int, duration: float,
              between: Callable[[], None] | None = None) -> dict:
-    """``between`` (concurrency 1 only) runs after each request, outside its timing: the interleaved baseline."""
+    """``request``: ``prepared``'s arguments. ``between`` (concurrency 1 only) runs after each request, outside
+    its timing: the interleaved baseline."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
@@ -90,7 +135,7 @@ def run_http(url: str, body: dict, concurrency: int, requests: int, duration: fl
                 return
             started = time.perf_counter()
             try:
-                response = client.post(f"{url}/infer", json=body)
+                response = client.post(f"{url}/infer", **request)
                 status = str(response.status_code)
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
@@ -104,15 +149,21 @@ def run_http(url: str, body: dict, concurrency: int, requests: int, duration: fl
                 between()
 
     with httpx.Client(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
-        client.post(f"{url}/infer", json=body)  # warm-up: first request of a task is not measured
+        client.post(f"{url}/infer", **request)  # warm-up: first request of a task is not measured
+        pids = gateway_pids(url)
+        cpu_before = cpu_seconds(pids) if pids else 0.0
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             for future in [pool.submit(worker, client) for _ in range(concurrency)]:
                 future.result()
         wall = time.perf_counter() - started
+        cpu = cpu_seconds(pids) - cpu_before if pids else None
     # interleaved, the wall clock also holds the baseline's calls: the service's own time is its latencies
     busy = sum(latencies) if between is not None else wall
+    done = len(latencies) + sum(errors.values())
     return {"requests": len(latencies), "errors": errors, "wall_s": wall,
+            "request_bytes": len(request["content"]),
+            "gateway_cpu_ms_per_request": cpu / done * 1000 if cpu is not None and done else None,
             "throughput_rps": len(latencies) / busy if busy else 0.0,
             "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
             "p99_ms": percentile(latencies, 99) * 1000}
@@ -196,14 +247,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="batch sizes tried for the library's best throughput (concurrency above 1)")
     parser.add_argument("--baseline-seconds", type=float, default=3.0, help="time per batch size tried")
     parser.add_argument("--seed-baseline", action="store_true", help="also time the original backend's path")
+    parser.add_argument("--upload", default="json",
+                        help="comma-separated forms of the request, each its own row: json (base64), multipart, raw")
     parser.add_argument("--media", type=Path, help="use this file instead of each task's default")
     parser.add_argument("--options", type=json.loads, default={},
                         help='JSON options merged over the defaults, e.g. \'{"max_frames": 12, "imgsz": 256}\'')
     args = parser.parse_args(argv)
 
     tasks = list(WORKLOADS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",")]
+    uploads = [u.strip() for u in args.upload.split(",")]
+    if not set(uploads) <= set(UPLOADS):
+        parser.error(f"--upload takes {', '.join(UPLOADS)}")
     rows = []
-    for task in tasks:
+    for task, upload in [(task, upload) for task in tasks for upload in uploads]:
         media_name, options = WORKLOADS[task]
         path = args.media or media_path(media_name)
         media_name = path.name
@@ -211,13 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         baseline = Baseline(task, path, options, args.baseline_requests) if args.baseline and task in BASELINES else None
         # at concurrency 1 the two paths alternate request by request, so drift on a shared machine hits both
         interleave = baseline is not None and args.concurrency == 1 and not args.duration
-        row = {"task": task, "media": media_name, "concurrency": args.concurrency,
-               **run_http(args.url, body_for(task, path, options), args.concurrency, args.requests, args.duration,
+        row = {"task": task, "upload": upload, "media": media_name, "concurrency": args.concurrency,
+               **run_http(args.url, prepared(task, path, options, upload), args.concurrency, args.requests, args.duration,
                           between=baseline if interleave else None)}
         if baseline is not None:
             row.update(compare(row, baseline, interleave, task, path, options, args))
         rows.append(row)
-        if args.seed_baseline and task in SEED:
+        if args.seed_baseline and task in SEED and upload == uploads[0]:
             seed = Baseline(task, path, options, None, SEED)
             for _ in range(args.baseline_requests or 3):
                 seed()
@@ -225,15 +281,17 @@ def main(argv: list[str] | None = None) -> int:
                          **{k: seed.summary()[k] for k in ("requests", "p50_ms", "throughput_rps")},
                          "p95_ms": float("nan"), "p99_ms": float("nan")})
 
-    header = f"{'task':28} {'conc':>4} {'req':>5} {'err':>4} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} " \
-             f"{'base p50':>9} {'p50 ratio':>9} {'lib best':>9} {'rps ratio':>9}"
+    header = f"{'task':28} {'upload':9} {'conc':>4} {'req':>5} {'err':>4} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} " \
+             f"{'p99 ms':>8} {'base p50':>9} {'p50 ratio':>9} {'lib best':>9} {'rps ratio':>9} {'KB sent':>9} {'gw cpu ms':>9}"
     print(header)
     nan = float("nan")
     for r in rows:
-        print(f"{r['task']:28} {r['concurrency']:>4} {r['requests']:>5} {sum(r['errors'].values()):>4} "
+        cpu = r.get("gateway_cpu_ms_per_request")
+        print(f"{r['task']:28} {r.get('upload', ''):9} {r['concurrency']:>4} {r['requests']:>5} {sum(r['errors'].values()):>4} "
               f"{r['throughput_rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{r.get('baseline_p50_ms', nan):>9.1f} {r.get('service_over_baseline_p50', nan):>9.2f} "
-              f"{r.get('library_best_rps', nan):>9.1f} {r.get('service_over_library_best_rps', nan):>9.2f}")
+              f"{r.get('library_best_rps', nan):>9.1f} {r.get('service_over_library_best_rps', nan):>9.2f} "
+              f"{r.get('request_bytes', nan) / 1024:>9.1f} {cpu if cpu is not None else nan:>9.2f}")
     print("BENCH " + json.dumps({"url": args.url, "rows": rows}))
     return 0
 

@@ -1,7 +1,8 @@
 """One ``/infer`` request, from its JSON body to its wire answer, in a straight line.
 
 validate the body → look the task up in the registry → its options → resolve the model → decode the base64
-payload and sniff it → the task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
+payload (or take an upload's bytes as they came: ``payload``, from ``edge/uploads.py``) and sniff it → the
+task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from settings import Settings
 from tasks.base import TaskInput, TaskModule, TaskSpec, offload
 from tasks.registry import REGISTRY, TASKS
 from vocab.errors import bad_request
-from vocab.schema import InferRequest, Options, parse_options, parse_request
+from vocab.schema import InferRequest, Options, UploadRequest, parse_options, parse_request
 
 
 async def infer(body: Any, runners: Any, installed: dict[str, InstalledModel], settings: Settings) -> Any:
@@ -47,7 +48,10 @@ async def prepare(body: Any, installed: dict[str, InstalledModel]) -> tuple[Task
     spec, request, options = validate(body)
     task = spec.name
     model = resolve(request.model, task=task, kind=spec.model_kind, default=spec.default_model, installed=installed)
-    data = await offload(decode_base64, request.payloadBase64)
+    if isinstance(request, UploadRequest):
+        data = request.payload
+    else:
+        data = await offload(decode_base64, request.payloadBase64)
     media_kind, container = sniff(data)
     if media_kind not in spec.accepts:
         wanted = " or ".join(spec.accepts)

@@ -16,6 +16,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = 404
     METHOD_NOT_ALLOWED = 405
     TOO_LARGE = 413
+    UNSUPPORTED_MEDIA_TYPE = 415
     INTERNAL = 500
     UNAVAILABLE = 503
 
@@ -44,6 +45,10 @@ def bad_request(message: str) -> ApiError:
 
 def too_large(message: str) -> ApiError:
     return ApiError(ErrorKind.TOO_LARGE, message)
+
+
+def unsupported_media_type(message: str) -> ApiError:
+    return ApiError(ErrorKind.UNSUPPORTED_MEDIA_TYPE, message)
 
 
 def unavailable(message: str) -> ApiError:

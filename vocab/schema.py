@@ -137,6 +137,14 @@ class InferRequest(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class UploadRequest(InferRequest):
+    """The same request with the file as it came (a multipart ``file`` part or a raw body): its bytes in
+    ``payload``, never base64. Only ``edge/`` builds one; a JSON body cannot (JSON has no bytes)."""
+
+    payloadBase64: str | None = None
+    payload: bytes = Field(strict=True, repr=False)
+
+
 def _describe(error: ValidationError, prefix: str = "") -> str:
     parts = []
     for item in error.errors()[:5]:
@@ -147,15 +155,17 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
 
 
 def parse_request(body: Any) -> InferRequest:
-    """Validate a decoded JSON body (its options stay raw: their schema is the task's), or raise a 400."""
+    """Validate a decoded JSON body, or an upload's fields with its bytes in ``payload`` (its options stay raw:
+    their schema is the task's), or raise a 400."""
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object with 'task' and 'payloadBase64'")
     if body.get("options") is None:
         body = {**body, "options": {}}
     if body.get("model") == "":
         body = {**body, "model": None}
+    schema = UploadRequest if isinstance(body.get("payload"), bytes) else InferRequest
     try:
-        return InferRequest.model_validate(body)
+        return schema.model_validate(body)
     except ValidationError as exc:
         raise bad_request(_describe(exc)) from None
 

@@ -21,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RANK = {"service": 0, "edge": 1, "tasks": 2, "runners": 3, "models": 4, "media": 4, "nets": 5, "vocab": 6,
         "settings": 6}
-NOT_SERVICE_CODE = {"tests", "scripts"}  # above every layer; nothing of the service may import them
+NOT_SERVICE_CODE = {"tests", "scripts", "perception_client"}  # above every layer (perception_client: the client
+# package in client/, a user of the HTTP API); nothing of the service may import them
 REQUEST_PATH = ("service.py", "edge", "tasks", "runners", "media", "vocab", "models/catalog.py",
                 "models/resolve.py", "models/store.py")
 MAX_FUNCTION_LINES = 45

@@ -1,0 +1,252 @@
+"""``Client`` (sync) and ``AsyncClient``: one method per task, the file uploaded as multipart (no base64).
+
+    from perception_client import Client
+
+    with Client("http://localhost:3000", api_key=None) as client:
+        for d in client.detect("messi5.jpg", threshold=0.3):
+            print(d.label, d.score, d.xyxy)
+        client.velocity("clip.mp4", max_frames=30).video.save("annotated.mp4")
+
+Keyword options are the task's options (``threshold``, ``imgsz``, ``text_prompt``, ``max_frames``...; see the
+server's README). A 429 or 503 is retried with exponential backoff, waiting what ``Retry-After`` asks when the
+server sends it (both bounded by ``Retry``); any other non-2xx answer raises ``PerceptionError`` with the
+server's ``error`` text, the status and the ``X-Request-ID``. The server has no jobs API yet: a long video is
+one request that waits for its answer (raise ``timeout`` for long clips), with no progress to report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import mimetypes
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from perception_client import results
+from perception_client.results import DepthResult, Detection, Sam3Result, VelocityResult
+
+FileLike = str | os.PathLike[str] | bytes | BinaryIO
+
+TASKS = {
+    "detect": "object-detection",
+    "segment": "image-segmentation",
+    "pose": "pose-estimation",
+    "sam3": "sam3-concept-segmentation",
+    "depth": "depth-estimation",
+    "velocity": "velocity-estimation",
+}
+DEFAULT_TIMEOUT_S = 300.0
+_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
+          (b"\x1aE\xdf\xa3", "video/webm"), (b"RIFF", "application/octet-stream"))
+
+
+class PerceptionError(Exception):
+    """A non-2xx answer: ``status``, the server's ``error`` text and the ``request_id`` (X-Request-ID)."""
+
+    def __init__(self, status: int, error: str, request_id: str | None) -> None:
+        super().__init__(f"{status}: {error} (request id {request_id})")
+        self.status = status
+        self.error = error
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retries of a 429 or 503 (and of a connection that could not be opened): at most ``attempts`` tries in all,
+    waiting ``backoff_s`` × 2^n, or the server's ``Retry-After``, never more than ``max_delay_s`` at a time."""
+
+    attempts: int = 4
+    backoff_s: float = 0.5
+    max_delay_s: float = 30.0
+    statuses: tuple[int, ...] = (429, 503)
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        wait = self.backoff_s * 2**attempt
+        if retry_after:
+            wait = _retry_after_s(retry_after.strip(), wait)
+        return max(0.0, min(wait, self.max_delay_s))
+
+
+def _retry_after_s(value: str, fallback: float) -> float:
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return fallback
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
+
+
+def upload(file: FileLike, filename: str | None = None) -> tuple[str, bytes, str]:
+    """(file name, bytes, MIME type) of a path, bytes or binary file object (read once: a retry resends them)."""
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        data, name = bytes(file), filename or "upload"
+    elif isinstance(file, (str, os.PathLike)):
+        path = Path(file)
+        data, name = path.read_bytes(), filename or path.name
+    else:
+        data, name = file.read(), filename or Path(getattr(file, "name", "upload")).name
+    mime = mimetypes.guess_type(name)[0]
+    if mime is None or not mime.startswith(("image/", "video/")):
+        mime = next((kind for magic, kind in _MAGIC if data.startswith(magic)), "application/octet-stream")
+    return name, data, mime
+
+
+def request_parts(task: str, file: FileLike, model: str | None, options: dict[str, Any] | None,
+                  filename: str | None = None) -> dict[str, Any]:
+    """httpx keyword arguments for a multipart ``POST /infer``."""
+    name, data, mime = upload(file, filename)
+    fields = {"task": TASKS.get(task, task), "mimeType": mime, "options": json.dumps(options or {})}
+    if model:
+        fields["model"] = model
+    return {"data": fields, "files": {"file": (name, data, mime)}}
+
+
+def outcome(response: httpx.Response) -> Any:
+    """The JSON answer of a 2xx response, or ``PerceptionError``."""
+    request_id = response.headers.get("x-request-id")
+    if response.is_success:
+        return response.json()
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = response.text[:500] or response.reason_phrase
+    raise PerceptionError(response.status_code, str(error), request_id)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class Client:
+    """The synchronous client. ``transport`` is httpx's (tests pass a mock)."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 retry: Retry = Retry(), transport: httpx.BaseTransport | None = None) -> None:
+        self.retry = retry
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=_headers(api_key),
+                                  transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"X-Request-ID": uuid.uuid4().hex}
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.ConnectError:
+                if last:
+                    raise
+                time.sleep(self.retry.delay(attempt))
+                continue
+            if response.status_code not in self.retry.statuses or last:
+                return outcome(response)
+            time.sleep(self.retry.delay(attempt, response.headers.get("retry-after")))
+        raise AssertionError("unreachable")
+
+    def health(self) -> dict[str, Any]:
+        return self._send("GET", "/health")
+
+    def infer(self, file: FileLike, task: str, *, model: str | None = None, options: dict[str, Any] | None = None,
+              filename: str | None = None) -> Any:
+        """Any task (its name, or a short name: detect, segment, pose, sam3, depth, velocity): the raw JSON answer."""
+        return self._send("POST", "/infer", **request_parts(task, file, model, options, filename))
+
+    def detect(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
+        return results.detections(self.infer(file, "detect", model=model, options=options))
+
+    def segment(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
+        return results.detections(self.infer(file, "segment", model=model, options=options))
+
+    def pose(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
+        return results.detections(self.infer(file, "pose", model=model, options=options))
+
+    def sam3(self, file: FileLike, text_prompt: str | list[str] = "person", *, model: str | None = None,
+             **options: Any) -> Sam3Result:
+        return results.sam3(self.infer(file, "sam3", model=model, options={"text_prompt": text_prompt, **options}))
+
+    def depth(self, file: FileLike, *, model: str | None = None, **options: Any) -> DepthResult:
+        return results.depth(self.infer(file, "depth", model=model, options=options))
+
+    def velocity(self, file: FileLike, *, model: str | None = None, **options: Any) -> VelocityResult:
+        return results.velocity(self.infer(file, "velocity", model=model, options=options))
+
+
+class AsyncClient:
+    """The same methods as ``Client``, awaitable."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 retry: Retry = Retry(), transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.retry = retry
+        self._http = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, headers=_headers(api_key),
+                                       transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"X-Request-ID": uuid.uuid4().hex}
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                response = await self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.ConnectError:
+                if last:
+                    raise
+                await asyncio.sleep(self.retry.delay(attempt))
+                continue
+            if response.status_code not in self.retry.statuses or last:
+                return outcome(response)
+            await asyncio.sleep(self.retry.delay(attempt, response.headers.get("retry-after")))
+        raise AssertionError("unreachable")
+
+    async def health(self) -> dict[str, Any]:
+        return await self._send("GET", "/health")
+
+    async def infer(self, file: FileLike, task: str, *, model: str | None = None,
+                    options: dict[str, Any] | None = None, filename: str | None = None) -> Any:
+        return await self._send("POST", "/infer", **request_parts(task, file, model, options, filename))
+
+    async def detect(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
+        return results.detections(await self.infer(file, "detect", model=model, options=options))
+
+    async def segment(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
+        return results.detections(await self.infer(file, "segment", model=model, options=options))
+
+    async def pose(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
+        return results.detections(await self.infer(file, "pose", model=model, options=options))
+
+    async def sam3(self, file: FileLike, text_prompt: str | list[str] = "person", *, model: str | None = None,
+                   **options: Any) -> Sam3Result:
+        return results.sam3(await self.infer(file, "sam3", model=model,
+                                             options={"text_prompt": text_prompt, **options}))
+
+    async def depth(self, file: FileLike, *, model: str | None = None, **options: Any) -> DepthResult:
+        return results.depth(await self.infer(file, "depth", model=model, options=options))
+
+    async def velocity(self, file: FileLike, *, model: str | None = None, **options: Any) -> VelocityResult:
+        return results.velocity(await self.infer(file, "velocity", model=model, options=options))
