@@ -30,6 +30,7 @@ from edge.errors import JsonErrorsMiddleware, error_response, json_response, req
 from edge.uploads import read_request
 from settings import Settings, get_settings
 from tasks.registry import REGISTRY
+from vocab.timing import record, server_timing, stage
 
 log = logging.getLogger("perception.http")
 
@@ -41,6 +42,10 @@ REQUESTS = bentoml.metrics.Counter(
 LATENCY = bentoml.metrics.Histogram(
     name="perception_request_duration_seconds", documentation="POST /infer end-to-end latency by task",
     labelnames=["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+STAGES = bentoml.metrics.Histogram(
+    name="perception_stage_duration_seconds", documentation="Where POST /infer's time goes: stage by task (Server-Timing)",
+    labelnames=["task", "stage"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
 )
 DISCONNECT_POLL_S = 0.5
 PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
@@ -70,12 +75,16 @@ async def until_disconnect(request: Request, work) -> Any:
             task.cancel()
 
 
-def observe(request_id: str, task: str, status: int, started: float) -> None:
+def observe(request_id: str, task: str, response: Response, started: float, timings: dict[str, float]) -> None:
+    """Metrics, the log line and the ``Server-Timing`` header of one answered request."""
     elapsed = time.perf_counter() - started
     label = task if task in REGISTRY else "invalid"
-    REQUESTS.labels(task=label, status=str(status)).inc()
+    REQUESTS.labels(task=label, status=str(response.status_code)).inc()
     LATENCY.labels(task=label).observe(elapsed)
-    log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, label, status, elapsed * 1000)
+    for name, seconds in timings.items():
+        STAGES.labels(task=label, stage=name).observe(seconds)
+    response.headers["Server-Timing"] = server_timing(timings, elapsed)
+    log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, label, response.status_code, elapsed * 1000)
 
 
 def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None = None) -> Starlette:
@@ -83,8 +92,10 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
 
     async def infer(request: Request) -> Response:
         request_id, started, task = request_id_of(request.headers), time.perf_counter(), "?"
+        timings = record()
         try:
-            body = await read_request(request, settings.max_body_bytes)
+            with stage("read"):
+                body = await read_request(request, settings.max_body_bytes)
             task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:
@@ -92,7 +103,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
             return Response(status_code=499)
         except Exception as exc:
             response = error_response(exc, request_id, task)
-        observe(request_id, task, response.status_code, started)
+        observe(request_id, task, response, started, timings)
         return response
 
     async def health(request: Request) -> Response:
@@ -120,7 +131,7 @@ def middleware(settings: Settings) -> list[tuple[type, dict]]:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
         stack.append((CORSMiddleware, {"allow_origins": origins, "allow_methods": ["GET", "POST"],
                                        "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
-                                       "expose_headers": ["X-Request-ID"]}))
+                                       "expose_headers": ["X-Request-ID", "Server-Timing"]}))
     stack.append((JsonErrorsMiddleware, {}))
     stack.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
     return stack

@@ -25,6 +25,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -118,12 +119,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+SERVER_TIMING = re.compile(r"([A-Za-z0-9_-]+);dur=([0-9.]+)")
+
+
 def run_http(url: str, request: dict, concurrency: int, requests: int, duration: float,
              between: Callable[[], None] | None = None) -> dict:
     """``request``: ``prepared``'s arguments. ``between`` (concurrency 1 only) runs after each request, outside
     its timing: the interleaved baseline."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    stages: dict[str, list[float]] = {}  # the service's own breakdown, from each answer's Server-Timing header
     lock = threading.Lock()
     deadline = time.perf_counter() + duration if duration else None
     counter = iter(range(10**9))
@@ -138,11 +143,13 @@ def run_http(url: str, request: dict, concurrency: int, requests: int, duration:
                 response = client.post(f"{url}/infer", **request)
                 status = str(response.status_code)
             except httpx.HTTPError as exc:
-                status = type(exc).__name__
+                status, response = type(exc).__name__, None
             elapsed = time.perf_counter() - started
             with lock:
                 if status == "200":
                     latencies.append(elapsed)
+                    for name, ms in SERVER_TIMING.findall(response.headers.get("server-timing", "")):
+                        stages.setdefault(name, []).append(float(ms))
                 else:
                     errors[status] = errors.get(status, 0) + 1
             if between is not None:
@@ -166,7 +173,8 @@ def run_http(url: str, request: dict, concurrency: int, requests: int, duration:
             "gateway_cpu_ms_per_request": cpu / done * 1000 if cpu is not None and done else None,
             "throughput_rps": len(latencies) / busy if busy else 0.0,
             "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
-            "p99_ms": percentile(latencies, 99) * 1000}
+            "p99_ms": percentile(latencies, 99) * 1000,
+            "server_timing_ms": {name: statistics.fmean(values) for name, values in stages.items()}}
 
 
 class Baseline:
@@ -292,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.get('baseline_p50_ms', nan):>9.1f} {r.get('service_over_baseline_p50', nan):>9.2f} "
               f"{r.get('library_best_rps', nan):>9.1f} {r.get('service_over_library_best_rps', nan):>9.2f} "
               f"{r.get('request_bytes', nan) / 1024:>9.1f} {cpu if cpu is not None else nan:>9.2f}")
+    for r in rows:
+        if r.get("server_timing_ms"):
+            print(f"  {r['task']} ({r.get('upload', '')}): mean ms per stage " +
+                  ", ".join(f"{name} {ms:.1f}" for name, ms in r["server_timing_ms"].items()))
     print("BENCH " + json.dumps({"url": args.url, "rows": rows}))
     return 0
 

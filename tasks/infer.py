@@ -17,6 +17,7 @@ from tasks.base import TaskInput, TaskModule, TaskSpec, offload
 from tasks.registry import REGISTRY, TASKS
 from vocab.errors import bad_request
 from vocab.schema import InferRequest, Options, UploadRequest, parse_options, parse_request
+from vocab.timing import stage
 
 
 async def infer(body: Any, runners: Any, installed: dict[str, InstalledModel], settings: Settings) -> Any:
@@ -26,9 +27,12 @@ async def infer(body: Any, runners: Any, installed: dict[str, InstalledModel], s
 
 async def run_task(module: TaskModule, task_input: TaskInput, runners: Any, settings: Settings) -> Any:
     """A task module's three steps; ``decode`` and ``encode`` in a worker thread, never on the event loop."""
-    decoded = await offload(module.decode, task_input, settings)
-    raw = await module.run(decoded, task_input, runners)
-    return await offload(module.encode, raw, decoded, task_input)
+    with stage("decode"):
+        decoded = await offload(module.decode, task_input, settings)
+    with stage("runner"):
+        raw = await module.run(decoded, task_input, runners)
+    with stage("encode"):
+        return await offload(module.encode, raw, decoded, task_input)
 
 
 def validate(body: Any) -> tuple[TaskSpec, InferRequest, Options]:
@@ -51,7 +55,8 @@ async def prepare(body: Any, installed: dict[str, InstalledModel]) -> tuple[Task
     if isinstance(request, UploadRequest):
         data = request.payload
     else:
-        data = await offload(decode_base64, request.payloadBase64)
+        with stage("payload"):
+            data = await offload(decode_base64, request.payloadBase64)
     media_kind, container = sniff(data)
     if media_kind not in spec.accepts:
         wanted = " or ".join(spec.accepts)

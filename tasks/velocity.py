@@ -47,6 +47,7 @@ from tasks.base import TaskInput, load_video, offload
 from vocab.detections import Detections
 from vocab.items import FLOW_LATENCY_FACTOR, FLOW_MAX_BATCH, YOLO_MAX_BATCH, chunks, flow_item, yolo_item
 from vocab.schema import VelocityOptions
+from vocab.timing import stage
 from vocab.velocity import PairSpeeds, TrackSpeed, VelocityResult, VelocityRun
 
 MIN_FRAMES = 2  # one pair
@@ -234,9 +235,11 @@ async def _all(*coroutines):
 
 async def detect_and_track(runners, decoded: VelocityInput, options: VelocityOptions):
     video = decoded.video
-    detections = await detect(runners, decoded.detector, decoded.working, options.threshold, decoded.scale_xy,
-                              (video.width, video.height))
-    tracks = await offload(track_frames, detections, video.frames, options.tracker)
+    with stage("detect"):
+        detections = await detect(runners, decoded.detector, decoded.working, options.threshold, decoded.scale_xy,
+                                  (video.width, video.height))
+    with stage("track"):
+        tracks = await offload(track_frames, detections, video.frames, options.tracker)
     return detections, tracks
 
 
@@ -251,6 +254,12 @@ async def detect(runners, model: str, frames: list[np.ndarray], threshold: float
 
 async def estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
                         shed_after_s: float) -> list[np.ndarray]:
+    with stage("flow"):
+        return await _estimate_flow(runners, model, frames, pairs, iters, shed_after_s)
+
+
+async def _estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
+                         shed_after_s: float) -> list[np.ndarray]:
     """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels, ≤ ``FLOW_MAX_BATCH`` pairs per call.
 
     The first call goes alone and is timed; the rest go concurrently, as many in flight as keeps a queued

@@ -220,6 +220,8 @@ def test_bench_script_measures_the_service_beside_the_library(server, tmp_path):
         assert row["baseline_interleaved"] is True
         assert 0 < row["p50_ms"] <= row["p99_ms"]
         assert row["service_over_baseline_p50"] == pytest.approx(row["p50_ms"] / row["baseline_p50_ms"])
+        breakdown = row["server_timing_ms"]  # the service's own stages, from its Server-Timing headers
+        assert {"decode", "runner", "encode", "total"} <= set(breakdown) and 0 < breakdown["runner"] <= breakdown["total"]
 
 
 def test_bench_compares_loaded_throughput_with_the_librarys_best(server):
@@ -238,3 +240,12 @@ def test_bench_compares_loaded_throughput_with_the_librarys_best(server):
     assert row["errors"] == {} and row["requests"] == 6 and "service_over_baseline_p50" not in row
     assert row["library_best_batch"] in (1, 2) and row["library_best_rps"] > 0
     assert row["service_over_library_best_rps"] == pytest.approx(row["throughput_rps"] / row["library_best_rps"])
+
+
+def test_stage_timings_reach_the_metrics(http):
+    assert http.post("/infer", json=client_request("object-detection", media("messi5.jpg"), None)).status_code == 200
+    counts = [line for line in http.get("/metrics").text.splitlines()
+              if line.startswith("perception_stage_duration_seconds_count") and 'task="object-detection"' in line]
+    for stage in ("decode", "runner", "encode"):
+        (line,) = [c for c in counts if f'stage="{stage}"' in c]
+        assert float(line.rsplit(" ", 1)[1]) >= 1, line
