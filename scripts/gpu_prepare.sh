@@ -5,7 +5,7 @@
 #   .gpu-media/  the benchmark's photo and clip sources, and COMMIT (the device gets no .git)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for folder in /.whl/ /.gpu-media/ /.gpu-rehearsal/; do
+for folder in /.whl/ /.gpu-media/; do
   grep -qx "$folder" .git/info/exclude 2>/dev/null || echo "$folder" >> .git/info/exclude
 done
 # What the device image already has (the device tool's KINDS.md, read 2026-11-17): its wheels are not carried.

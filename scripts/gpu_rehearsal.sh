@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU rehearsal of the lent-GPU run (make gpu-rehearsal): it must pass here before any device call.
 #  1. an environment like the device's: CPython 3.12 with the packages its image has (torch 2.11, torchvision
-#     0.26, transformers 5.17, ...; from the package index, once, into .gpu-rehearsal/device-site) and nothing
+#     0.26, transformers 5.17, ...; from the package index, once, into ~/.cache/perception-gpu-rehearsal/device-site) and nothing
 #     else: everything the project needs beyond them comes only from the carried wheels, offline (--no-index);
 #  2. exactly what the device call carries (tracked and untracked-not-ignored files, .whl, .gpu-media), copied
 #     to a scratch folder and held to the 64 MiB limit;
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY312=${PY312:-$(ls "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1)}
 PY312=${PY312:-python3.12}
 "$PY312" -c 'import sys; assert sys.version_info[:2] == (3, 12)' || { echo "needs CPython 3.12 (PY312=...)" >&2; exit 1; }
-BASE=$PWD/.gpu-rehearsal
+BASE=${GPU_REHEARSAL_DIR:-$HOME/.cache/perception-gpu-rehearsal}  # outside the checkout: ~5 GB
 DEVICE_PACKAGES=(torch==2.11.0 torchvision==0.26.0 transformers==5.17.0 numpy opencv-python-headless pillow scipy
   httpx huggingface-hub regex safetensors tokenizers timm psutil pyyaml requests tqdm aiohttp prometheus-client
   nvidia-ml-py uvloop pytest pytest-timeout packaging attrs click cloudpickle jinja2 rich typing-extensions fsspec
