@@ -19,6 +19,12 @@ class Settings(BaseModel, frozen=True):
     max_video_pixels: int = Field(3840 * 2160, description="largest video frame, width × height (413 above)")
     max_video_seconds: float = Field(600.0, description="longest video accepted, by its header (413 above)")
     max_video_frames: int = Field(900, description="hard cap on max_frames a request may ask for")
+    max_video_decoded_bytes: int = Field(
+        3 * 1024**3, description="decoded frames one video request may hold, frames x width x height x 3 (413 above)"
+    )
+    max_video_samples: int = Field(
+        200_000, description="samples an MP4/MOV index may list, checked before FFmpeg opens it (413 above)"
+    )
     max_concepts: int = Field(16, description="most SAM 3 concepts in one prompt (400 above)")
     api_key: str = Field("", description="when set, /infer needs 'Authorization: Bearer <key>'")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS ('*' for any)")

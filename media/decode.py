@@ -13,6 +13,7 @@ import binascii
 import functools
 import io
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -111,10 +112,16 @@ def _register_heif() -> None:
     register_heif_opener()
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+MAX_JPEG_SCANS = 64  # progressive JPEGs have ~10; every scan is a full pass over the image's coefficients
+
+
+def decode_image(data: bytes, *, max_pixels: int, max_jpeg_scans: int = MAX_JPEG_SCANS) -> DecodedImage:
+    from PIL import Image, UnidentifiedImageError
 
     _register_heif()
+    if data[:3] == b"\xff\xd8\xff" and (scans := jpeg_scans(data, max_jpeg_scans)) > max_jpeg_scans:
+        raise MediaTooLarge(f"the JPEG has more than {max_jpeg_scans} progressive scans ({scans} counted): each is "
+                            f"a full decoding pass; the limit is {max_jpeg_scans}")
     Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked from the header before decoding
     try:
         with warnings.catch_warnings():
@@ -129,7 +136,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
                 return DecodedImage(bgr=bgr)
             image.seek(0)  # animated images: the first frame
             image.load()
-            image = ImageOps.exif_transpose(image)
+            image = upright(image)
             rgb = _to_rgb8(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, ImportError,
             Image.DecompressionBombError) as exc:
@@ -149,7 +156,7 @@ def _plain_rgb_with_opencv(image, data: bytes) -> np.ndarray | None:
     if image.mode not in ("RGB", "L") or getattr(image, "is_animated", False):
         return None
     if image.format == "JPEG":
-        if image.getexif().get(_ORIENTATION, 1) != 1:  # JPEG EXIF sits in the header: no decode to read it
+        if exif_orientation(image) != 1:  # JPEG EXIF sits in the header: no decode to read it
             return None
     elif image.format != "PNG" or b"eXIf" in data:  # a PNG's EXIF chunk may follow the pixels: look for it
         return None
@@ -157,6 +164,69 @@ def _plain_rgb_with_opencv(image, data: bytes) -> np.ndarray | None:
     if bgr is None or bgr.shape != (image.height, image.width, 3):
         return None
     return bgr
+
+
+_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+              7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation (1-8) a browser applies: from the EXIF block alone (TIFF: its own tag). Pillow's
+    ``getexif`` also reads an XMP ``tiff:Orientation``, which browsers ignore, so it is not used here."""
+    from PIL import Image
+
+    if image.format == "TIFF":
+        value = getattr(image, "tag_v2", {}).get(_ORIENTATION, 1)
+    else:
+        raw = image.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        try:
+            exif.load(raw)
+        except (SyntaxError, ValueError, OSError, struct.error):
+            return 1
+        value = exif.get(_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(image):
+    """``image`` as a browser draws it: its EXIF orientation applied (only EXIF's, see ``exif_orientation``)."""
+    from PIL import Image
+
+    orientation = exif_orientation(image)
+    if orientation == 1:
+        return image
+    return image.transpose(getattr(Image.Transpose, _TRANSPOSE[orientation]))
+
+
+def jpeg_scans(data: bytes, stop_after: int) -> int:
+    """How many scans (SOS segments) a JPEG holds, counted from its markers without decoding; stops counting
+    past ``stop_after``. Baseline JPEGs have one per component group; progressive ones ~10."""
+    scans, i, size = 0, 2, len(data)
+    while i + 4 <= size and scans <= stop_after:
+        if data[i] != 0xFF:
+            return scans  # not at a marker: leave the file to the decoder
+        marker = data[i + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker == 0x01:  # fill byte, RSTn, SOI, TEM: no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xD9:  # EOI
+            return scans
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:  # SOS: its entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or RSTn
+            scans += 1
+            i = _next_marker(data, i)
+    return scans
+
+
+def _next_marker(data: bytes, i: int) -> int:
+    while (i := data.find(b"\xff", i)) != -1 and i + 1 < len(data):
+        following = data[i + 1]
+        if following != 0x00 and not 0xD0 <= following <= 0xD7:
+            return i
+        i += 2
+    return len(data)
 
 
 def _to_rgb8(image) -> np.ndarray:

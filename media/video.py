@@ -52,6 +52,15 @@ class Limits:
     max_pixels: int
     max_duration_s: float
     max_frames_hard: int | None = None
+    max_decoded_bytes: int | None = None  # frames held at once, as BGR: frames x width x height x 3
+    max_samples: int | None = None  # samples an MP4/MOV index may list (FFmpeg builds the index inside open)
+
+    def check_held(self, width: int, height: int, frames: int) -> None:
+        """The decoded frames (held together for the request) fit the memory budget."""
+        if self.max_decoded_bytes is not None and frames * width * height * 3 > self.max_decoded_bytes:
+            raise MediaTooLarge(f"{frames} decoded frames of {width}x{height} need {frames * width * height * 3:,} "
+                                f"bytes, over the limit of {self.max_decoded_bytes:,}; ask for fewer frames "
+                                f"(max_frames) or send a smaller video")
 
     def check(self, width, height, duration_s, frames_wanted=None) -> None:
         if width and height and width * height > self.max_pixels:
@@ -92,6 +101,8 @@ def decode_video(
     max_duration_s: float,
     max_frames_hard: int | None = None,
     min_frames: int = 1,
+    max_decoded_bytes: int | None = None,
+    max_samples: int | None = None,
 ) -> Video:
     """Decode up to ``max_frames`` frames of the first video stream of ``data`` in one pass.
 
@@ -102,20 +113,73 @@ def decode_video(
     - ``max_frames_hard``: the server's cap on frames decoded for one request. Refused only when the
       request would really decode more (``max_frames`` above the cap and the clip longer than the cap);
       a long clip read for its first ``max_frames`` frames is fine.
+    - ``max_decoded_bytes``: the decoded frames held at once (frames x width x height x 3), from the header's
+      frame count before decoding, and again as frames arrive (a file whose samples all point at one big frame
+      decodes to many more bytes than it weighs);
+    - ``max_samples``: the sample count an MP4/MOV index claims, read from the boxes before FFmpeg opens the
+      file (it builds the whole index in memory while opening).
     Fewer than ``min_frames`` decodable frames is ``BadMedia``. Audio and other streams are not demuxed.
     """
     if max_frames < 1:
         raise ValueError("max_frames must be at least 1")
     if not data:
         raise BadMedia("empty video payload")
-    limits = Limits(max_pixels, max_duration_s, max_frames_hard)
+    limits = Limits(max_pixels, max_duration_s, max_frames_hard, max_decoded_bytes, max_samples)
+    check_index(data, limits)
     with _open(data) as container:
         stream = _video_stream(container)
         header = _read_header(container, stream)
         wanted = None if header.frames_total is None else min(header.frames_total, max_frames)
         limits.check(header.width, header.height, header.duration_s, wanted)
+        if wanted is not None:
+            limits.check_held(header.width, header.height, wanted)
         decoded = _decode(container, stream, (header.width, header.height), max_frames, limits)
     return _video(decoded, header, min_frames)
+
+
+_MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
+_MP4_TOP = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}
+
+
+def check_index(data: bytes, limits: Limits) -> None:
+    """An MP4/MOV whose index claims more samples than allowed is refused before FFmpeg opens it."""
+    if limits.max_samples is None or data[4:8] not in _MP4_TOP:
+        return
+    claimed = mp4_sample_count(data)
+    if claimed > limits.max_samples:
+        raise MediaTooLarge(f"the video's index lists {claimed:,} samples, over the limit of {limits.max_samples:,}")
+
+
+def mp4_sample_count(data: bytes) -> int:
+    """The most samples any track's tables claim (``stsz``/``stz2`` count, ``stts`` total), read from the boxes."""
+    most, stack = 0, [(0, len(data))]
+    while stack:
+        start, end = stack.pop()
+        i = start
+        while i + 8 <= end:
+            size, kind, header = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8], 8
+            if size == 1 and i + 16 <= end:
+                size, header = int.from_bytes(data[i + 8:i + 16], "big"), 16
+            elif size == 0:
+                size = end - i
+            if size < header:
+                break
+            box_end = min(i + size, end)
+            if kind in _MP4_CONTAINERS:
+                stack.append((i + header, box_end))
+            else:
+                most = max(most, _table_samples(kind, data[i + header:box_end]))
+            i += size
+    return most
+
+
+def _table_samples(kind: bytes, body: bytes) -> int:
+    if kind in (b"stsz", b"stz2") and len(body) >= 12:
+        return int.from_bytes(body[8:12], "big")
+    if kind == b"stts" and len(body) >= 8:
+        entries = min(int.from_bytes(body[4:8], "big"), (len(body) - 8) // 8)
+        return int(np.frombuffer(body[8:8 + 8 * entries], dtype=">u4")[0::2].sum(dtype=np.int64))
+    return 0
 
 
 def _open(data: bytes):
@@ -158,6 +222,7 @@ def _decode(container, stream, size_wh: tuple[int, int], max_frames: int, limits
         limits.check(frame.width, frame.height, elapsed)
         if limits.max_frames_hard is not None and len(out.frames) >= limits.max_frames_hard:
             raise MediaTooLarge(f"decoding more than {limits.max_frames_hard} frames is over the limit")
+        limits.check_held(size_wh[0], size_wh[1], len(out.frames) + 1)
         image = _to_bgr(frame, size_wh, out)
         if image is None:
             break

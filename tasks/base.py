@@ -98,4 +98,5 @@ def load_video(data: bytes, max_frames: int, settings: Settings, min_frames: int
 
     return decode_video(data, max_frames=max_frames, max_pixels=settings.max_video_pixels,
                         max_duration_s=settings.max_video_seconds, max_frames_hard=settings.max_video_frames,
-                        min_frames=min_frames)
+                        min_frames=min_frames, max_decoded_bytes=settings.max_video_decoded_bytes,
+                        max_samples=settings.max_video_samples)
