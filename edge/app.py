@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
-from edge.uploads import read_request
+from edge.uploads import read_request_within
 from settings import Settings, get_settings
 from tasks.registry import REGISTRY
 from vocab.timing import record, server_timing, stage
@@ -95,7 +95,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         timings = record()
         try:
             with stage("read"):
-                body = await read_request(request, settings.max_body_bytes)
+                body = await read_request_within(request, settings.max_body_bytes, settings.body_read_timeout_s)
             task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:

@@ -16,6 +16,7 @@ a 415.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -25,7 +26,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from vocab.errors import bad_request, too_large, unsupported_media_type
+from vocab.errors import ApiError, ErrorKind, bad_request, too_large, unsupported_media_type
 
 JSON_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
 RAW_TYPES = ("image/", "video/", "application/octet-stream")
@@ -78,6 +79,15 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):
         raise bad_request("the body is not valid JSON") from None
+
+
+async def read_request_within(request: Request, limit: int, deadline_s: float) -> Any:
+    """``read_request`` that gives up with a 408 when the body has not all arrived within ``deadline_s`` (a
+    stalled or trickling upload would otherwise hold its concurrency slot until the server's own timeout)."""
+    try:
+        return await asyncio.wait_for(read_request(request, limit), deadline_s)
+    except TimeoutError:
+        raise ApiError(ErrorKind.REQUEST_TIMEOUT, f"the request body did not arrive within {deadline_s:g} s") from None
 
 
 async def read_request(request: Request, limit: int) -> Any:
