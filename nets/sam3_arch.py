@@ -15,6 +15,7 @@ like the real file does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,6 +335,26 @@ def init_uninitialised_(detector, seed: int) -> None:
                 if isinstance(module.text_projection, torch.nn.Parameter):
                     proj = module.text_projection
                     proj.copy_(torch.randn(proj.shape, generator=gen) * module.width**-0.5)
+
+
+@contextlib.contextmanager
+def parameters_on_meta():
+    """Build modules without keeping their weights (shapes only): each parameter moves to the meta device as it
+    is registered. ``torch.device("meta")`` cannot be used: SAM 3's ViT calls ``.item()`` while it is built."""
+    import torch
+
+    original = torch.nn.Module.register_parameter
+
+    def register(self, name, param):
+        original(self, name, param)
+        if param is not None:
+            self._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    torch.nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = original
 
 
 def count_params(module) -> int:

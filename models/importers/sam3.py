@@ -25,7 +25,7 @@ from pathlib import Path
 
 from models import store
 from models.catalog import BY_STORE_NAME, WEIGHTS_PRETRAINED, WEIGHTS_RANDOM
-from nets.sam3_arch import ARCH_FILE, CHECKPOINT
+from nets.sam3_arch import ARCH_FILE, CHECKPOINT, FULL_ARCH
 
 GATED_HELP = (
     "SAM 3 weights are gated and cannot be downloaded automatically: request access at "
@@ -33,6 +33,7 @@ GATED_HELP = (
     "`python scripts/import_models.py --file /path/to/sam3.pt`"
 )
 SEED = 0
+PRETRAINED_ARCH = FULL_ARCH  # what a real sam3.pt must fill (Meta's released model)
 REDUCED_IMGSZ = 252  # 18 x 18 patches; the convolutions at 4x this resolution dominate a reduced run
 
 # Placeholder score tuning (see tune_placeholder_): dot-product logits spread ~N(-3.5, 2), presence ~0.9.
@@ -70,14 +71,43 @@ def check_checkpoint(path: Path) -> int:
     return len(state)
 
 
+def verify_architecture(path: Path, arch) -> None:
+    """Refuse a file that does not fill ``arch``: after ultralytics' own key remapping (``_load_checkpoint``, what
+    ``build_sam3_*`` and the runner use, which then loads non-strictly), every parameter of the detector and of
+    the tracker must be there with its shape. Built with its parameters on the meta device: no memory kept for the weights themselves."""
+    from ultralytics.models.sam.build_sam3 import _load_checkpoint
+
+    from nets import sam3_arch
+    from nets.sam3_tokenizer import make_tokenizer
+
+    with sam3_arch.parameters_on_meta():
+        networks = {"detector": (sam3_arch.build_detector(arch, make_tokenizer()), False),
+                    "tracker": (sam3_arch.build_tracker(arch), True)}
+    problems = []
+    for name, (network, interactive) in networks.items():
+        given: dict = {}
+        network.load_state_dict = lambda state, strict=True, given=given: given.update(state)  # capture, not load
+        _load_checkpoint(network, str(path), interactive=interactive)
+        expected = {key: tuple(param.shape) for key, param in network.named_parameters()}
+        missing = [key for key in expected if key not in given]
+        wrong = [key for key in expected if key in given and tuple(given[key].shape) != expected[key]]
+        if missing or wrong:
+            problems.append(f"{name}: {len(missing)} of {len(expected)} parameters missing "
+                            f"(e.g. {missing[:3]}), {len(wrong)} of the wrong shape (e.g. {wrong[:3]})")
+    if problems:
+        raise RuntimeError(f"{path} does not match SAM 3's architecture: {'; '.join(problems)}. {GATED_HELP}")
+
+
 def import_pretrained(store_name: str = "sam3", local_path: str | None = None) -> str:
+    """A hand-downloaded ``sam3.pt``, accepted only when it fills the real architecture (``verify_architecture``)."""
     path = find_checkpoint(local_path)
     n_keys = check_checkpoint(path)
-    from nets.sam3_arch import FULL_ARCH, IMGSZ
+    verify_architecture(path, PRETRAINED_ARCH)
+    from nets.sam3_arch import IMGSZ
 
     def write(model_dir: Path) -> None:
         shutil.copyfile(path, model_dir / CHECKPOINT)
-        _write_arch(model_dir, "full", FULL_ARCH.to_json(), IMGSZ)
+        _write_arch(model_dir, "full", PRETRAINED_ARCH.to_json(), IMGSZ)
 
     return store.save(
         store_name,

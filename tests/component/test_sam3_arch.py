@@ -3,34 +3,12 @@ ultralytics' own loader; the uninitialised text parameters are filled (no NaN)."
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from nets import sam3_arch  # noqa: E402
 from nets.sam3_tokenizer import clip_module_for_sam3, make_tokenizer  # noqa: E402
-
-
-@contextlib.contextmanager
-def parameters_on_meta():
-    """Build modules without allocating or initialising their weights (shapes only).
-
-    ``torch.device("meta")`` cannot be used: SAM 3's ViT calls ``.item()`` while it is built.
-    """
-    original = torch.nn.Module.register_parameter
-
-    def register(self, name, param):
-        original(self, name, param)
-        if param is not None:
-            self._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    torch.nn.Module.register_parameter = register
-    try:
-        yield
-    finally:
-        torch.nn.Module.register_parameter = original
 
 
 def layout(module) -> dict:
@@ -42,7 +20,7 @@ def test_full_arch_is_ultralytics_sam3(tmp_path):
 
     empty = tmp_path / "empty.pt"
     torch.save({}, empty)
-    with parameters_on_meta():
+    with sam3_arch.parameters_on_meta():
         ours = sam3_arch.build_detector(sam3_arch.FULL_ARCH, make_tokenizer())
         our_tracker = sam3_arch.build_tracker(sam3_arch.FULL_ARCH)
         with clip_module_for_sam3():

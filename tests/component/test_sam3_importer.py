@@ -1,7 +1,9 @@
 """SAM 3 importer: where a hand-downloaded sam3.pt is looked for, what is refused, what is stored.
 
 ``models.store.save`` is replaced by a recorder that runs ``write`` into a temporary folder, so nothing here
-touches a BentoML store (and no 848 M-parameter model is built)."""
+touches a BentoML store. A real sam3.pt must fill the full architecture (848 M parameters, 3.4 GB); here the
+architecture it is held to is the reduced one, and the "downloaded" files are built from it in Meta's key
+layout, so the same check runs on files of a few hundred MB less."""
 
 from __future__ import annotations
 
@@ -12,6 +14,37 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.importers import sam3 as importer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def meta_layout_state():
+    """A checkpoint's ``model`` dict in Meta's layout (``detector.*``, ``tracker.*``) of the reduced architecture."""
+    from nets import sam3_arch
+    from nets.sam3_tokenizer import make_tokenizer
+
+    detector = sam3_arch.build_detector(sam3_arch.REDUCED_ARCH, make_tokenizer())
+    tracker = sam3_arch.build_tracker(sam3_arch.REDUCED_ARCH)
+    return sam3_arch.checkpoint_state(detector, tracker)["model"]
+
+
+@pytest.fixture(autouse=True)
+def reduced_is_the_real_architecture(monkeypatch):
+    from nets.sam3_arch import REDUCED_ARCH
+
+    monkeypatch.setattr(importer, "PRETRAINED_ARCH", REDUCED_ARCH)
+
+
+@pytest.fixture
+def fake_sam3(meta_layout_state):
+    def write(path, drop=(), reshape=()):
+        state = {k: v for k, v in meta_layout_state.items() if not k.startswith(tuple(drop)) if drop} if drop \
+            else dict(meta_layout_state)
+        for key in reshape:
+            state[key] = torch.zeros(3, 3)
+        torch.save({"model": state}, path)
+        return path
+
+    return write
 
 
 @pytest.fixture
@@ -36,8 +69,8 @@ def no_checkpoint_anywhere(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
-def fake_sam3(path, extra_key="detector.backbone.x"):
-    torch.save({"model": {extra_key: torch.zeros(2), "tracker.y": torch.ones(1)}}, path)
+def one_key_file(path, key="detector.backbone.x"):
+    torch.save({"model": {key: torch.zeros(2), "tracker.y": torch.ones(1)}}, path)
     return path
 
 
@@ -60,7 +93,7 @@ def test_missing_local_path_is_refused(no_checkpoint_anywhere, saved, tmp_path):
 def test_files_that_are_not_sam3_are_refused(no_checkpoint_anywhere, saved, tmp_path, content):
     path = tmp_path / "sam3.pt"
     if content is None:
-        fake_sam3(path, extra_key="model.22.weight")  # a YOLO-like state dict
+        one_key_file(path, key="model.22.weight")  # a YOLO-like state dict
     else:
         path.write_bytes(content)
     with pytest.raises(RuntimeError, match="huggingface.co/facebook/sam3"):
@@ -68,18 +101,38 @@ def test_files_that_are_not_sam3_are_refused(no_checkpoint_anywhere, saved, tmp_
     assert not saved
 
 
-def test_local_path_is_copied_as_pretrained_full(no_checkpoint_anywhere, saved, tmp_path):
+@pytest.mark.parametrize(("damage", "what"), [
+    ({"path_key": "one"}, "detector: "),
+    ({"drop": ("detector.transformer.decoder",)}, "detector: "),
+    ({"drop": ("tracker.memory_attention",)}, "tracker: "),
+    ({"reshape": ("detector.dot_prod_scoring.hs_proj.weight",)}, "1 of the wrong shape"),
+])
+def test_files_that_do_not_fill_the_architecture_are_refused(no_checkpoint_anywhere, saved, tmp_path, fake_sam3,
+                                                             damage, what):
+    path = tmp_path / "sam3.pt"
+    if damage.get("path_key"):
+        one_key_file(path)  # accepted before: any file with one detector.* key
+    else:
+        fake_sam3(path, drop=damage.get("drop", ()), reshape=damage.get("reshape", ()))
+    with pytest.raises(RuntimeError, match="does not match SAM 3's architecture") as info:
+        importer.import_pretrained("sam3", local_path=str(path))
+    assert what in str(info.value) and not saved
+
+
+def test_local_path_is_copied_as_pretrained_full(no_checkpoint_anywhere, saved, tmp_path, fake_sam3):
     source = fake_sam3(tmp_path / "downloaded.pt")
     assert importer.import_pretrained("sam3", local_path=str(source)) == "sam3:fake1"
     (call,) = saved
     assert (call["weights"], call["variant"], call["kind"]) == ("pretrained", "full", "sam3")
     assert (call["dir"] / "sam3.pt").read_bytes() == source.read_bytes()
     spec = json.loads((call["dir"] / "sam3_arch.json").read_text())
-    assert spec["variant"] == "full" and spec["imgsz"] == 1008 and spec["arch"]["vit_depth"] == 32
+    assert spec["variant"] == "full" and spec["imgsz"] == 1008
+    assert spec["arch"]["vit_depth"] == importer.PRETRAINED_ARCH.vit_depth
 
 
 @pytest.mark.parametrize("where", ["env", "cwd"])
-def test_checkpoint_found_via_env_or_working_directory(no_checkpoint_anywhere, saved, tmp_path, monkeypatch, where):
+def test_checkpoint_found_via_env_or_working_directory(no_checkpoint_anywhere, saved, tmp_path, monkeypatch, where,
+                                                       fake_sam3):
     if where == "env":
         monkeypatch.setenv("SAM3_CHECKPOINT", str(fake_sam3(tmp_path / "elsewhere.pt")))
     else:
