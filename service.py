@@ -81,14 +81,14 @@ class GatewayCore:
 
         spec = REGISTRY[task]
         entry = self.installed.get(spec.default_model)
-        loaded = (statuses.get(KIND_FAMILY[spec.model_kind]) or {}).get(spec.default_model)
+        loaded = (statuses.get(KIND_FAMILY[spec.default_kind]) or {}).get(spec.default_model)
         return {
             "model": spec.default_model,
             "request_name": request_name(spec.default_model),
             "names": accepted_names(spec.default_model),
             "title": spec.title,
             "accepts": list(spec.accepts),
-            "kind": spec.model_kind,
+            "kind": spec.default_kind,
             "installed": entry is not None,
             "loaded": loaded is not None,
             "weights": entry.weights if entry else None,

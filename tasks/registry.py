@@ -25,8 +25,9 @@ REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in (
              default_model="sam3", options=Sam3Options, module=sam3, runners=("sam3",)),
     TaskSpec("depth-estimation", "Depth estimation", accepts=(IMAGE,), model_kind="depth",
              default_model="depth-anything-small", options=DepthOptions, module=depth, runners=("depth",)),
-    TaskSpec("velocity-estimation", "Velocity estimation (video)", accepts=(VIDEO,), model_kind="flow",
-             default_model="raft-large", options=VelocityOptions, module=velocity, runners=("yolo", "flow")),
+    TaskSpec("velocity-estimation", "Velocity estimation (video)", accepts=(VIDEO,), model_kind=("flow", "detect"),
+             default_model=velocity.DEFAULT_FLOW_MODEL, options=VelocityOptions, module=velocity,
+             runners=("yolo", "flow")),
 )}
 
 TASKS: tuple[str, ...] = tuple(REGISTRY)

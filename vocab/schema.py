@@ -35,8 +35,37 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _class_filter(value: Any) -> Any:
+    """Class ids or names, a list or one comma-separated string → a list of ids and names (None: every class)."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be class ids or names")
+    if isinstance(value, (int, str)):
+        value = [value]
+    if not isinstance(value, list) or len(value) > 1000:
+        raise ValueError("must be a list of class ids or names")
+    items: list[int | str] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise ValueError("must be class ids or names")
+        if isinstance(item, str):
+            items.extend(part.strip() for part in item.split(",") if part.strip())
+        else:
+            items.append(item)
+    return items or None
+
+
+def _tracker_name(value: Any) -> Any:
+    """``"botsort.yaml"`` (the later client's spelling, ultralytics' config file) means ``"botsort"``."""
+    if isinstance(value, str):
+        return value.strip().lower().removesuffix(".yaml")
+    return value
+
+
 Probability = Annotated[float, _number(0.0, 1.0)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
+ClassFilter = Annotated[list[int | str] | None, BeforeValidator(_class_filter)]
 
 
 class Options(BaseModel):
@@ -54,30 +83,9 @@ class YoloOptions(Options):
     )
     max_det: Annotated[int, _number(1, 1000, integer=True)] = Field(300, description="most detections returned")
     iou: Probability = Field(0.7, description="NMS IoU threshold")
-    classes: list[int | str] | None = Field(
+    classes: ClassFilter = Field(
         None, description="keep only these classes: ids or names, a list or one comma-separated string"
     )
-
-    @field_validator("classes", mode="before")
-    @classmethod
-    def _split_classes(cls, value: Any) -> Any:
-        if value is None or value == "" or value == []:
-            return None
-        if isinstance(value, bool):
-            raise ValueError("must be class ids or names")
-        if isinstance(value, (int, str)):
-            value = [value]
-        if not isinstance(value, list) or len(value) > 1000:
-            raise ValueError("must be a list of class ids or names")
-        items: list[int | str] = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                raise ValueError("must be class ids or names")
-            if isinstance(item, str):
-                items.extend(part.strip() for part in item.split(",") if part.strip())
-            else:
-                items.append(item)
-        return items or None
 
 
 class Sam3Options(Options):
@@ -115,8 +123,15 @@ class VelocityOptions(Options):
     max_pairs: Annotated[int, _number(1, 100_000, integer=True)] = Field(120, description="frame pairs with flow")
     meter_per_pixel: Annotated[float, _number(1e-6, 1000.0)] = Field(0.05, description="scene scale, m/px")
     imgsz: Annotated[int, _number(64, 1920, integer=True)] = Field(640, description="working size (long side)")
-    tracker: Literal["bytetrack", "botsort"] = Field("bytetrack", description="ultralytics tracker")
-    detector: str = Field("yolo26n", description="detection model used for tracking")
+    tracker: Annotated[Literal["bytetrack", "botsort"], BeforeValidator(_tracker_name)] = Field(
+        "bytetrack", description="ultralytics tracker: 'bytetrack' or 'botsort' ('.yaml' suffix accepted)"
+    )
+    detector: str = Field("yolo26n", description="detection model used for tracking (a detector in 'model' wins)")
+    classes: ClassFilter = Field(None, description="track only these classes: ids or names, list or comma-separated")
+    iou: Probability = Field(0.7, description="the detector's NMS IoU threshold")
+    fps: Annotated[float, _number(0.1, 1000.0)] | None = Field(
+        None, description="frames per second used for speeds (default: the clip's own rate)"
+    )
     subtract_camera_motion: Flag = Field(
         False, description="subtract the median flow outside all boxes (the camera's own motion)"
     )
