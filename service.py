@@ -19,6 +19,7 @@ from edge import app as edge
 from models import store
 from runners.depth import DepthRunner
 from runners.flow import FlowRunner
+from runners.sam2 import Sam2Runner
 from runners.sam3 import Sam3Runner
 from runners.yolo import YoloRunner
 from settings import get_settings
@@ -124,6 +125,7 @@ class Gateway(GatewayCore):
 
     yolo = bentoml.depends(YoloRunner)
     sam3 = bentoml.depends(Sam3Runner)
+    sam2 = bentoml.depends(Sam2Runner)
     depth = bentoml.depends(DepthRunner)
     flow = bentoml.depends(FlowRunner)
 

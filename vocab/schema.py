@@ -107,6 +107,76 @@ class Sam3Options(Options):
         return value
 
 
+MAX_SAM2_PROMPTS = 64  # boxes + points of one request (each one object)
+
+
+def _coordinates(size: int, row_name: str):
+    """A list of ``[x, y]`` (size 2) or ``[x1, y1, x2, y2]`` (size 4) rows of finite numbers, at most
+    ``MAX_SAM2_PROMPTS``; one row alone may come unwrapped."""
+
+    def check(value: Any) -> list[list[float]] | None:
+        if value is None or value == []:
+            return None
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list of {row_name} rows")
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            value = [value]  # one row, unwrapped
+        if len(value) > MAX_SAM2_PROMPTS:
+            raise ValueError(f"{len(value)} given; at most {MAX_SAM2_PROMPTS} prompts per request")
+        rows = []
+        for index, row in enumerate(value):
+            if (not isinstance(row, list) or len(row) != size
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in row)):
+                raise ValueError(f"item {index} must be {row_name} ({size} finite numbers), got {str(row)[:60]}")
+            rows.append([float(v) for v in row])
+        return rows
+
+    return BeforeValidator(check)
+
+
+def _point_labels(value: Any) -> list[int] | None:
+    if value is None or value == []:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or any(isinstance(v, bool) or v not in (0, 1) for v in value):
+        raise ValueError("must be a list of 1 (foreground) and 0 (background), one per point")
+    return [int(v) for v in value]
+
+
+class Sam2Options(Options):
+    """sam2-segmentation. Prompts are in pixels of the uploaded image (of the first frame, for videos)."""
+
+    threshold: Probability = Field(0.25, description="minimum mask score (the model's predicted IoU), 0..1")
+    points: Annotated[list[list[float]] | None, _coordinates(2, "[x, y]")] = Field(
+        None, description="[[x, y], ...]: one object per point (with the box of the same index, if boxes are given)"
+    )
+    labels: Annotated[list[int] | None, BeforeValidator(_point_labels)] = Field(
+        None, description="one per point: 1 foreground, 0 background (default: all 1)"
+    )
+    bboxes: Annotated[list[list[float]] | None, _coordinates(4, "[x1, y1, x2, y2]")] = Field(
+        None, description="[[x1, y1, x2, y2], ...]: one object per box"
+    )
+    text_prompt: str | list[str] | None = Field(
+        None, description="without points or boxes: class names ('person, dog') whose detector boxes become prompts"
+    )
+    detector: str = Field("yolo26n", description="the detect model that turns text_prompt into boxes")
+    max_objects: Annotated[int, _number(1, MAX_SAM2_PROMPTS, integer=True)] = Field(
+        16, description="the most objects segmented from text_prompt boxes or, without prompts, from a point grid"
+    )
+    max_frames: Annotated[int, _number(1, 100_000, integer=True)] = Field(90, description="video: frames read")
+    mask_format: Literal["polygon", "rle"] = Field(
+        "polygon", description="'rle' adds COCO run-length masks ('mask_rle') beside the polygons"
+    )
+
+    @field_validator("text_prompt", mode="before")
+    @classmethod
+    def _prompt_type(cls, value: Any) -> Any:
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a string or a list of strings")
+        return value
+
+
 class DepthOptions(Options):
     png16: Flag = Field(
         False, description="add 'depth_png16': lossless 16-bit grey PNG of the same normalised map (65,536 levels "
