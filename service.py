@@ -22,6 +22,7 @@ from models import store
 from runners.common import OverJson, redacted, runner_dependency
 from runners.depth import DepthRunner
 from runners.flow import FlowRunner
+from runners.sam2 import Sam2Runner
 from runners.sam3 import Sam3Runner
 from runners.yolo import YoloRunner
 from settings import get_settings
@@ -100,14 +101,14 @@ class GatewayCore:
 
         spec = REGISTRY[task]
         entry = self.installed.get(spec.default_model)
-        loaded = (statuses.get(KIND_FAMILY[spec.model_kind]) or {}).get(spec.default_model)
+        loaded = (statuses.get(KIND_FAMILY[spec.default_kind]) or {}).get(spec.default_model)
         return {
             "model": spec.default_model,
             "request_name": request_name(spec.default_model),
             "names": accepted_names(spec.default_model),
             "title": spec.title,
             "accepts": list(spec.accepts),
-            "kind": spec.model_kind,
+            "kind": spec.default_kind,
             "installed": entry is not None,
             "loaded": loaded is not None,
             "weights": entry.weights if entry else None,
@@ -144,6 +145,7 @@ class Gateway(GatewayCore):
 
     yolo = runner_dependency(YoloRunner, get_settings().runner_url_yolo)
     sam3 = runner_dependency(Sam3Runner, get_settings().runner_url_sam3)
+    sam2 = runner_dependency(Sam2Runner, get_settings().runner_url_sam2)
     depth = runner_dependency(DepthRunner, get_settings().runner_url_depth)
     flow = runner_dependency(FlowRunner, get_settings().runner_url_flow)
 

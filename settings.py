@@ -41,6 +41,7 @@ class Settings(BaseModel, frozen=True):
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
     runner_url_yolo: str = Field("", description="URL of a YOLO runner served on its own (empty: started locally)")
     runner_url_sam3: str = Field("", description="URL of a SAM 3 runner served on its own (empty: started locally)")
+    runner_url_sam2: str = Field("", description="URL of a SAM 2 runner served on its own (empty: started locally)")
     runner_url_depth: str = Field("", description="URL of a depth runner served on its own (empty: started locally)")
     runner_url_flow: str = Field("", description="URL of a flow runner served on its own (empty: started locally)")
     weights: Literal["any", "pretrained"] = Field("any", description="'pretrained' refuses to start with random-init placeholders")

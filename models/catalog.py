@@ -6,7 +6,7 @@ for a new family, one importer in ``models/importers/``. Nothing here imports to
 Vocabulary
 - *store name*: the BentoML model store name (``yolo26n-seg``), tags are ``<store name>:<version>``.
 - *kind*: what a model computes. A task accepts models of exactly one kind (its registry entry).
-- *family*: which runner serves it (``yolo``, ``depth``, ``flow``, ``sam3``).
+- *family*: which runner serves it (``yolo``, ``depth``, ``flow``, ``sam3``, ``sam2``).
 - *weights*: ``pretrained`` (real weights: downloaded or imported from a local file) or
   ``random-init`` (a placeholder of the real architecture, for offline tests; never for users).
 """
@@ -22,6 +22,7 @@ KIND_FAMILY: dict[str, str] = {
     "segment": "yolo",
     "pose": "yolo",
     "sam3": "sam3",
+    "sam2": "sam2",
     "depth": "depth",
     "flow": "flow",
 }
@@ -52,6 +53,8 @@ CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec("yolo26n-pose", "pose", ("yolo26n-pose.pt",), "ultralytics:yolo26n-pose.pt", "AGPL-3.0",
               {"config": "yolo26n-pose.yaml"}),
     ModelSpec("sam3", "sam3", ("sam3.pt",), "file:sam3.pt (gated, download by hand)", "SAM License"),
+    *(ModelSpec(f"sam2.1_{size}", "sam2", (f"sam2.1_{size}.pt",), f"ultralytics:sam2.1_{size}.pt", "Apache-2.0")
+      for size in ("b", "t", "s", "l")),
     ModelSpec("depth-anything-small", "depth",
               ("LiheYoung/depth-anything-small-hf", "depth-anything-small-hf", "depth-anything-small"),
               "hf:LiheYoung/depth-anything-small-hf", "Apache-2.0"),

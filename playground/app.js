@@ -32,7 +32,10 @@ const state = {
   result: null,
   health: null,
   running: false,
+  prompts: { points: [], labels: [], bboxes: [] }, // SAM 2, in pixels of the input image
+  drag: null, // {x, y} where a press on the canvas started
 };
+const SAM2 = "sam2-segmentation";
 
 // ---------------------------------------------------------------- small helpers
 
@@ -133,13 +136,14 @@ function fillModelNames() {
 function requestOptions(task) {
   const options = { threshold: Number(threshold.value) };
   if (task === "sam3-concept-segmentation") options.text_prompt = $("#text-prompt").value;
+  if (task === SAM2) Object.assign(options, sam2Options());
   if (task === "velocity-estimation") {
     options.meter_per_pixel = Number($("#meter-per-pixel").value);
     options.tracker = $("#tracker").value;
     options.subtract_camera_motion = $("#subtract-camera-motion").checked;
   }
   const maxFrames = $("#max-frames").value;
-  if (maxFrames && (task === "velocity-estimation" || task === "sam3-concept-segmentation")) {
+  if (maxFrames && ["velocity-estimation", "sam3-concept-segmentation", SAM2].includes(task)) {
     options.max_frames = Number(maxFrames);
   }
   return options;
@@ -149,6 +153,7 @@ function requestOptions(task) {
 
 async function useInput(file) {
   clearResult();
+  clearPrompts();
   const kind = mediaKindOf(file);
   state.input = { file, kind, bitmap: null };
   const size = `${(file.size / 1024).toFixed(0)} KB`;
@@ -416,6 +421,7 @@ async function render(task, result) {
         `${name} with ${result.instances.length} concept masks drawn over it (${concepts.join(", ")})`,
       );
     }
+    if (task === SAM2 && state.input.bitmap) drawPrompts(canvas.getContext("2d"));
     detectionTable(result.instances, `Instances of ${concepts.join(", ")}`);
   } else if (result && typeof result.depth_image === "string") {
     await drawDepth(result);
@@ -489,6 +495,97 @@ async function run(event) {
   }
 }
 
+// ---------------------------------------------------------------- SAM 2 prompts: click for a point, drag for a box
+
+function sam2Options() {
+  const { points, labels, bboxes } = state.prompts;
+  const options = {};
+  if (points.length) Object.assign(options, { points, labels });
+  if (bboxes.length) options.bboxes = bboxes;
+  const text = $("#sam2-text").value.trim();
+  if (!points.length && !bboxes.length && text) options.text_prompt = text;
+  return options;
+}
+
+function clearPrompts() {
+  state.prompts = { points: [], labels: [], bboxes: [] };
+  state.drag = null;
+  describePrompts();
+}
+
+function describePrompts() {
+  const { points, labels, bboxes } = state.prompts;
+  const background = labels.filter((l) => l === 0).length;
+  $("#sam2-prompts").value = points.length || bboxes.length
+    ? `${points.length} point(s)${background ? ` (${background} background)` : ""}, ${bboxes.length} box(es).`
+    : "No prompts: segment everything.";
+}
+
+// A pointer event's position in pixels of the input image (the canvas holds the image at its own size).
+function imagePoint(event) {
+  const rect = canvas.getBoundingClientRect();
+  const clamp = (v, hi) => Math.round(Math.min(Math.max(v, 0), hi) * 10) / 10;
+  return {
+    x: clamp(((event.clientX - rect.left) * canvas.width) / rect.width, canvas.width),
+    y: clamp(((event.clientY - rect.top) * canvas.height) / rect.height, canvas.height),
+  };
+}
+
+function drawPrompts(ctx, pending = null) {
+  const { line } = scaleOf(canvas.width, canvas.height);
+  ctx.lineWidth = line;
+  ctx.setLineDash([3 * line, 2 * line]);
+  ctx.strokeStyle = "#ffffff";
+  for (const [x1, y1, x2, y2] of [...state.prompts.bboxes, ...(pending ? [pending] : [])]) {
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+  }
+  ctx.setLineDash([]);
+  state.prompts.points.forEach(([x, y], i) => {
+    ctx.beginPath();
+    ctx.arc(x, y, 3 * line, 0, Math.PI * 2);
+    ctx.fillStyle = state.prompts.labels[i] ? "#38e06c" : "#ff3838";
+    ctx.fill();
+    ctx.strokeStyle = "#000000";
+    ctx.stroke();
+  });
+}
+
+function prompting() {
+  return currentTask() === SAM2 && state.input?.bitmap && !state.running;
+}
+
+function boxFrom(a, b) {
+  return [Math.min(a.x, b.x), Math.min(a.y, b.y), Math.max(a.x, b.x), Math.max(a.y, b.y)];
+}
+
+function onPointerDown(event) {
+  if (!prompting()) return;
+  state.drag = imagePoint(event);
+  canvas.setPointerCapture(event.pointerId);
+}
+
+function onPointerMove(event) {
+  if (!state.drag || !prompting()) return;
+  drawPrompts(drawBase(), boxFrom(state.drag, imagePoint(event)));
+}
+
+function onPointerUp(event) {
+  if (!state.drag || !prompting()) return;
+  const start = state.drag;
+  const end = imagePoint(event);
+  state.drag = null;
+  const rect = canvas.getBoundingClientRect();
+  const tolerance = (4 * canvas.width) / rect.width; // 4 screen pixels
+  if (Math.abs(end.x - start.x) <= tolerance && Math.abs(end.y - start.y) <= tolerance) {
+    state.prompts.points.push([start.x, start.y]);
+    state.prompts.labels.push(event.shiftKey ? 0 : 1);
+  } else {
+    state.prompts.bboxes.push(boxFrom(start, end));
+  }
+  describePrompts();
+  drawPrompts(drawBase());
+}
+
 // ---------------------------------------------------------------- health
 
 // The task list, built once from /health (the service's registry): a radio button and a status badge each.
@@ -556,6 +653,13 @@ fileInput.addEventListener("change", () => {
 for (const button of document.querySelectorAll("[data-sample]")) {
   button.addEventListener("click", () => useSample(button.dataset.sample).catch((e) => showError(e.message)));
 }
+canvas.addEventListener("pointerdown", onPointerDown);
+canvas.addEventListener("pointermove", onPointerMove);
+canvas.addEventListener("pointerup", onPointerUp);
+$("#sam2-clear").addEventListener("click", () => {
+  clearPrompts();
+  if (state.input?.bitmap) drawBase();
+});
 $("#depth-colours").addEventListener("change", () => {
   if (state.result?.depth_image) drawDepth(state.result);
 });

@@ -14,11 +14,16 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from settings import get_settings
 from vocab.arrays import is_packed, pack, unpack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
 
 # Serving never downloads: ultralytics and Hugging Face stay offline in every process that imports a runner.
 for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
@@ -28,6 +33,7 @@ for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB
 # every 100 requests or 300 s, and closing it cuts the calls still in flight (seen as ServerDisconnectedError →
 # 503s under steady load). Sessions are kept instead; aiohttp still opens and drops pooled connections itself.
 RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}
+TEMP_VIDEO_FPS = 10  # the nominal rate of the temporary files video predictors read; nothing downstream uses it
 
 
 def runner_service(name: str, *, timeout_s: int = 300, max_concurrency: int = 256):
@@ -99,25 +105,38 @@ def use_half(device: str) -> bool:
     return device.startswith("cuda") and get_settings().precision != "fp32"
 
 
+_THREADS: list[int] = []  # the thread count ``use_all_cores`` chose for this process (empty: none chosen)
+
+
 def use_all_cores() -> None:
     """Give this process's torch every core (``PERCEPTION_TORCH_THREADS`` to cap it). Importing ultralytics
     sets torch's threads process-wide to cores - 1 (1 on a 2-core machine); a runner process wants them all."""
     import torch
 
-    torch.set_num_threads(get_settings().torch_threads or os.cpu_count() or 1)
+    _THREADS[:] = [get_settings().torch_threads or os.cpu_count() or 1]
+    torch.set_num_threads(_THREADS[0])
 
 
 @contextlib.contextmanager
 def keep_torch_threads():
-    """Undo ultralytics' habit of setting torch's thread count process-wide on its first predict."""
+    """Run a model call at this process's thread count, and undo ultralytics' habit of setting torch's thread
+    count on its predictors' set-up.
+
+    torch's count is per OS thread (OpenMP), and a new thread starts from the count last set anywhere: the
+    worker threads that run runner calls (``asyncio.to_thread``) do not all have the same one. CPU float sums
+    depend on it, so the same request could answer differently depending on the worker that ran it. Once
+    ``use_all_cores`` has chosen a count, every call runs at that count; before, the count found is kept."""
     import torch
 
     before = torch.get_num_threads()
+    wanted = _THREADS[0] if _THREADS else before
+    if before != wanted:
+        torch.set_num_threads(wanted)
     try:
         yield
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
 
 
 def should_warm_up(device: str) -> bool:
@@ -131,3 +150,16 @@ def blank_bgr(height: int = 480, width: int = 640):
     import numpy as np
 
     return np.zeros((height, width, 3), dtype=np.uint8)
+
+
+def write_lossless_video(frames: list[np.ndarray], path: Path) -> None:
+    """BGR frames → FFV1 in AVI: bit-exact when read back with OpenCV, and AVI reports the exact frame count."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=TEMP_VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+        container.mux(stream.encode())

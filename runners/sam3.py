@@ -41,13 +41,13 @@ from runners.common import (
     should_warm_up,
     use_all_cores,
     use_half,
+    write_lossless_video,
 )
 from settings import get_settings
 from vocab.arrays import is_packed, pack, unpack
 from vocab.items import SAM3_MAX_BATCH, sam3_image_item
 
 DEFAULT_MODEL = "sam3"
-TEMP_VIDEO_FPS = 10  # the temporary file's nominal rate; nothing downstream uses it
 
 
 @dataclass
@@ -165,19 +165,6 @@ def _build_predictors(detector, tracker, overrides: dict):
     video_predictor = _VideoPredictor(overrides=dict(overrides))
     video_predictor.setup_model(image_predictor.model, verbose=False)
     return image_predictor, video_predictor
-
-
-def write_lossless_video(frames: list[np.ndarray], path: Path) -> None:
-    """BGR frames → FFV1 in AVI: bit-exact when read back with OpenCV, and AVI reports the exact frame count."""
-    import av
-
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=TEMP_VIDEO_FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
-        container.mux(stream.encode())
 
 
 def _concepts(concepts) -> list[str]:

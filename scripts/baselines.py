@@ -212,6 +212,25 @@ def sam3_per_request(path: Path, options: dict):
     return call
 
 
+def sam2(path: Path, options: dict):
+    """ultralytics' own ``SAM(path).predict`` with the same prompts, on the service's weights, model loaded once."""
+    from ultralytics import SAM
+
+    from models import store
+    from nets import sam2 as stored
+
+    device, half = _device_and_half()
+    spec = stored.read(store.get("sam2.1_b").path)
+    model = SAM(str(spec.checkpoint))
+    prompts = {k: options.get(k) for k in ("bboxes", "points", "labels")}
+
+    def call():
+        return model.predict(_decode(path), imgsz=spec.imgsz, conf=options.get("threshold", 0.25), device=device,
+                             half=half, verbose=False, **prompts)
+
+    return call
+
+
 BASELINES = {
     "object-detection": yolo("yolo26n"),
     "image-segmentation": yolo("yolo26n-seg"),
@@ -219,6 +238,7 @@ BASELINES = {
     "velocity-estimation": velocity,
     "depth-estimation": depth,
     "sam3-concept-segmentation": sam3,
+    "sam2-segmentation": sam2,
 }
 BATCHED = {
     "object-detection": yolo_batched("yolo26n"),

@@ -50,6 +50,8 @@ WORKLOADS = {
     "depth-estimation": (PHOTO, {}),
     "sam3-concept-segmentation": (PHOTO, {"text_prompt": "person, ball"}),
     "velocity-estimation": ("people-walking.mp4", {}),
+    "sam2-segmentation": (PHOTO, {"bboxes": [[40, 60, 300, 460], [350, 100, 620, 400]], "points": [[480, 240]] * 2,
+                                  "labels": [1, 1]}),
 }
 
 

@@ -4,7 +4,7 @@
     python scripts/import_models.py yolo26n-seg raft-small # just these (catalog or API names)
     python scripts/import_models.py --weights pretrained   # real weights or fail (no placeholders)
     python scripts/import_models.py --weights random-init  # placeholders only (offline tests)
-    python scripts/import_models.py --file ~/Downloads/sam3.pt   # a local file: sam3.pt, yolo11s.pt, ...
+    python scripts/import_models.py --file ~/Downloads/sam3.pt   # a local file: sam3.pt, sam2.1_b.pt, yolo11s.pt, ...
 
 Models already in the store are kept unless ``--force``. Nothing here runs while serving.
 """
@@ -34,6 +34,8 @@ def family_of_file(path: Path) -> str:
         return "depth"
     if "sam3" in name:
         return "sam3"
+    if "sam2" in name:
+        return "sam2"
     if "raft" in name:
         return "flow"
     return "yolo"

@@ -54,11 +54,17 @@ class TaskSpec:
     name: str
     title: str  # what the playground shows
     accepts: tuple[str, ...]  # "image", "video"
-    model_kind: str  # the kind of model the request's ``model`` names (models/catalog.py)
+    model_kind: str | tuple[str, ...]  # the kind(s) of model the request's ``model`` may name (models/catalog.py);
+    # several: the task module tells them apart, and the default model is of the first
     default_model: str  # store name used when the request names none
     options: type[Options]
     module: TaskModule
     runners: tuple[str, ...]  # the runner families it calls (attributes of the gateway)
+
+    @property
+    def default_kind(self) -> str:
+        """The kind of ``default_model``: the only kind, or the first of several."""
+        return self.model_kind if isinstance(self.model_kind, str) else self.model_kind[0]
 
 
 async def offload(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -8,9 +8,9 @@ beside this file (plus a runner in ``runners/`` if it needs a new model family).
 
 from __future__ import annotations
 
-from tasks import depth, detection, sam3, velocity
+from tasks import depth, detection, sam2, sam3, velocity
 from tasks.base import TaskSpec
-from vocab.schema import DepthOptions, Sam3Options, VelocityOptions, YoloOptions
+from vocab.schema import DepthOptions, Sam2Options, Sam3Options, VelocityOptions, YoloOptions
 
 IMAGE, VIDEO = "image", "video"
 
@@ -25,8 +25,11 @@ REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in (
              default_model="sam3", options=Sam3Options, module=sam3, runners=("sam3",)),
     TaskSpec("depth-estimation", "Depth estimation", accepts=(IMAGE,), model_kind="depth",
              default_model="depth-anything-small", options=DepthOptions, module=depth, runners=("depth",)),
-    TaskSpec("velocity-estimation", "Velocity estimation (video)", accepts=(VIDEO,), model_kind="flow",
-             default_model="raft-large", options=VelocityOptions, module=velocity, runners=("yolo", "flow")),
+    TaskSpec("velocity-estimation", "Velocity estimation (video)", accepts=(VIDEO,), model_kind=("flow", "detect"),
+             default_model=velocity.DEFAULT_FLOW_MODEL, options=VelocityOptions, module=velocity,
+             runners=("yolo", "flow")),
+    TaskSpec("sam2-segmentation", "SAM 2 segmentation (points, boxes)", accepts=(IMAGE, VIDEO), model_kind="sam2",
+             default_model="sam2.1_b", options=Sam2Options, module=sam2, runners=("sam2", "yolo")),
 )}
 
 TASKS: tuple[str, ...] = tuple(REGISTRY)

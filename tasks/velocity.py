@@ -9,8 +9,10 @@ Orchestration, not a model (DESIGN.md). One straight path per request:
    (``working_size_wh``): long side ``imgsz`` rounded to a multiple of 8, the other side in proportion, both
    multiples of 8 and at least 128 (what RAFT needs). Detection and flow both see these frames.
 3. **detect and flow, concurrently**: YOLO on every working frame through the YOLO runner (at most 64 frames
-   per call; ``conf`` = ``threshold``; the ``detector`` option names the model), boxes mapped back to original
-   pixels; RAFT on the pairs (i, i+1) for i < min(``max_pairs``, frames - 1) through the flow runner (8 pairs
+   per call; ``conf`` = ``threshold``, NMS ``iou``, ``classes`` ids or names of the detector's classes), boxes
+   mapped back to original pixels. The detector is the request's ``model`` when that names a detect model (the
+   later web client sends ``yolo26n.pt``; the flow model is then the default, raft-large), else the
+   ``detector`` option; a flow model in ``model`` is the flow model, as before; RAFT on the pairs (i, i+1) for i < min(``max_pairs``, frames - 1) through the flow runner (8 pairs
    per call, several calls in flight, see ``estimate_flow``; ``raft_iters`` refinements), the flow mapped to
    original pixels (dx·W0/Ww, dy·H0/Hw) on the working grid.
 4. **track**: a tracker made for this request only (ultralytics' own ``BYTETracker``, or ``BOTSORT`` with
@@ -23,7 +25,8 @@ Orchestration, not a model (DESIGN.md). One straight path per request:
      pixels per frame. With ``subtract_camera_motion`` the camera's own motion, the component-wise median flow
      vector over the cells outside every box on frame i (detections and tracks), is subtracted from each
      vector first (no cell outside: nothing subtracted).
-   - ``speed_mps_est`` = ``median_flow_px_per_frame`` × fps × ``meter_per_pixel``.
+   - ``speed_mps_est`` = ``median_flow_px_per_frame`` × fps × ``meter_per_pixel``, fps being the ``fps`` option
+     when given, else the clip's own rate (``metrics.video_fps``).
    - ``metrics.mean_flow_px_per_frame``: the mean of ``median_flow_px_per_frame`` over every (pair, track)
      entry of ``velocity.data``; ``metrics.mean_speed_mps_est``: the mean of ``speed_mps_est`` over the same
      entries (= the first × fps × ``meter_per_pixel``). Both 0.0 when no track was measured.
@@ -44,8 +47,17 @@ import numpy as np
 from models.resolve import resolve
 from settings import Settings
 from tasks.base import TaskInput, load_video, offload
+from tasks.detection import class_ids, model_class_names
 from vocab.detections import Detections
-from vocab.items import FLOW_LATENCY_FACTOR, FLOW_MAX_BATCH, YOLO_MAX_BATCH, chunks, flow_item, yolo_item
+from vocab.items import (
+    FLOW_LATENCY_FACTOR,
+    FLOW_MAX_BATCH,
+    YOLO_DEFAULT_IOU,
+    YOLO_MAX_BATCH,
+    chunks,
+    flow_item,
+    yolo_item,
+)
 from vocab.schema import VelocityOptions
 from vocab.timing import stage
 from vocab.velocity import PairSpeeds, TrackSpeed, VelocityResult, VelocityRun
@@ -55,6 +67,8 @@ FLOW_MULTIPLE = 8  # RAFT works at 1/8 scale
 FLOW_MIN_SIDE = 128  # RAFT's correlation pyramid halves the 1/8 map three more times
 FLOW_WINDOW = 4  # most flow calls one request keeps in flight (see estimate_flow)
 DETECTOR_KIND = "detect"
+FLOW_KIND = "flow"
+DEFAULT_FLOW_MODEL = "raft-large"  # the registry's default; also the flow model when ``model`` names a detector
 OUTPUT_MAX_WIDTH = 2560  # frame + flow panel side by side are scaled down to this width when wider
 PANEL_PERCENTILE = 99.0
 
@@ -172,6 +186,9 @@ class VelocityInput:
     scale_xy: tuple[float, float]  # original pixels per working pixel
     pairs: int
     detector: str  # store name
+    detector_tag: str
+    flow_model: str  # store name
+    fps: float  # used for speeds: the ``fps`` option, else the clip's rate
     shed_after_s: float  # the flow runner's shedding deadline
 
 
@@ -186,21 +203,34 @@ def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
     import cv2
 
     options: VelocityOptions = task_input.options
-    detector = resolve(options.detector, task=task_input.task, kind=DETECTOR_KIND, default=options.detector,
-                       installed=task_input.installed)
+    detector, flow_model = models_of(task_input)
     video = load_video(task_input.data, options.max_frames, settings, MIN_FRAMES)
     working_wh = working_size_wh((video.width, video.height), options.imgsz)
     working = [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in video.frames]
     return VelocityInput(video, working, working_wh, (video.width / working_wh[0], video.height / working_wh[1]),
-                         min(options.max_pairs, len(working) - 1), detector.store_name,
+                         min(options.max_pairs, len(working) - 1), detector.store_name, detector.tag,
+                         flow_model.store_name, options.fps or video.fps,
                          FLOW_LATENCY_FACTOR * settings.runner_max_latency_ms / 1000)
+
+
+def models_of(task_input: TaskInput):
+    """(detector, flow model): ``model`` names either kind (the registry lets both through); the other one is
+    the ``detector`` option or the default flow model."""
+    model, options = task_input.model, task_input.options
+    if model.kind == DETECTOR_KIND:
+        flow = resolve(None, task=task_input.task, kind=FLOW_KIND, default=DEFAULT_FLOW_MODEL,
+                       installed=task_input.installed)
+        return model, flow
+    detector = resolve(options.detector, task=task_input.task, kind=DETECTOR_KIND, default=options.detector,
+                       installed=task_input.installed)
+    return detector, model
 
 
 async def run(decoded: VelocityInput, task_input: TaskInput, runners) -> VelocityRaw:
     options: VelocityOptions = task_input.options
     (detections, tracks), flows = await _all(
         detect_and_track(runners, decoded, options),
-        estimate_flow(runners, task_input.model.store_name, decoded.working, decoded.pairs, options.raft_iters,
+        estimate_flow(runners, decoded.flow_model, decoded.working, decoded.pairs, options.raft_iters,
                       decoded.shed_after_s),
     )
     return VelocityRaw(detections, tracks, flows)
@@ -210,14 +240,15 @@ def encode(raw: VelocityRaw, decoded: VelocityInput, task_input: TaskInput) -> d
     options: VelocityOptions = task_input.options
     video = decoded.video
     flows_px = [flow_in_original_px(f, decoded.scale_xy) for f in raw.flows_working]
-    pairs = measure(flows_px, raw.detections, raw.tracks, decoded.scale_xy, video.fps, options)
+    pairs = measure(flows_px, raw.detections, raw.tracks, decoded.scale_xy, decoded.fps, options)
     encoded = annotate(video.frames, raw.tracks, pairs, flows_px, video.fps)
     run = VelocityRun(
         frames_processed=len(video.frames), pairs_processed=decoded.pairs,
-        detections_total=sum(len(d) for d in raw.detections), fps=video.fps, width=video.width, height=video.height,
+        detections_total=sum(len(d) for d in raw.detections), fps=decoded.fps, video_fps=video.fps,
+        width=video.width, height=video.height,
         working_wh=decoded.working_wh, meter_per_pixel=options.meter_per_pixel,
         camera_motion_subtracted=options.subtract_camera_motion, tracker=options.tracker, detector=decoded.detector,
-        flow_model=task_input.model.store_name, raft_iters=options.raft_iters,
+        flow_model=decoded.flow_model, raft_iters=options.raft_iters,
     )
     return VelocityResult(run, pairs, frames_seen(raw.tracks), encoded).to_wire()
 
@@ -235,19 +266,23 @@ async def _all(*coroutines):
 
 async def detect_and_track(runners, decoded: VelocityInput, options: VelocityOptions):
     video = decoded.video
+    classes = None
+    if options.classes is not None:
+        classes = class_ids(options.classes, await model_class_names(runners, decoded.detector_tag))
     with stage("detect"):
         detections = await detect(runners, decoded.detector, decoded.working, options.threshold, decoded.scale_xy,
-                                  (video.width, video.height))
+                                  (video.width, video.height), iou=options.iou, classes=classes)
     with stage("track"):
         tracks = await offload(track_frames, detections, video.frames, options.tracker)
     return detections, tracks
 
 
 async def detect(runners, model: str, frames: list[np.ndarray], threshold: float,
-                 scale_xy: tuple[float, float], resolution_wh: tuple[int, int]) -> list[Detections]:
+                 scale_xy: tuple[float, float], resolution_wh: tuple[int, int], *, iou: float = YOLO_DEFAULT_IOU,
+                 classes: list[int] | None = None) -> list[Detections]:
     """YOLO on every working frame (≤ ``YOLO_MAX_BATCH`` per call, all calls at once); boxes in original px."""
     imgsz = max(frames[0].shape[:2])
-    items = [yolo_item(model, frame, imgsz=imgsz, threshold=threshold) for frame in frames]
+    items = [yolo_item(model, frame, imgsz=imgsz, threshold=threshold, iou=iou, classes=classes) for frame in frames]
     results = await asyncio.gather(*(runners.yolo.predict(chunk) for chunk in chunks(items, YOLO_MAX_BATCH)))
     return [Detections.from_arrays(arrays).rescaled(*scale_xy, resolution_wh) for chunk in results for arrays in chunk]
 

@@ -18,6 +18,7 @@ YOLO_MAX_BATCH = 64
 DEPTH_MAX_BATCH = 16
 FLOW_MAX_BATCH = 8
 SAM3_MAX_BATCH = 4
+SAM2_MAX_BATCH = 4  # images per call; ultralytics' SAM 2 predictor takes them one at a time, each with its prompts
 
 # The flow API sheds a queued call after FLOW_LATENCY_FACTOR × PERCEPTION_RUNNER_MAX_LATENCY_MS: a velocity
 # request sends many calls to it at once, so its queue is allowed to be longer than the other runners'.
@@ -58,6 +59,15 @@ class Sam3ImageItem(TypedDict):
     threshold: float
 
 
+class Sam2ImageItem(TypedDict):
+    model: str
+    image: np.ndarray  # uint8 HxWx3 BGR
+    bboxes: list[list[float]] | None  # (N, 4) x1 y1 x2 y2, pixels of ``image``: one object each
+    points: list[list[float]] | None  # (N, 2) x y, pixels of ``image``: one object each (with its box, if both)
+    labels: list[int] | None  # (N,) 1 foreground, 0 background; with ``points`` only
+    threshold: float  # minimum mask score, 0..1
+
+
 def yolo_imgsz(imgsz: int) -> int:
     """The size ultralytics will actually use: rounded up to a multiple of the largest stride."""
     return max(-(-imgsz // YOLO_STRIDE) * YOLO_STRIDE, YOLO_STRIDE)
@@ -79,6 +89,12 @@ def flow_item(model: str, frame0: np.ndarray, frame1: np.ndarray, iters: int = R
 
 def sam3_image_item(model: str, image: np.ndarray, concepts: list[str], threshold: float) -> Sam3ImageItem:
     return Sam3ImageItem(model=model, image=image, concepts=list(concepts), threshold=float(threshold))
+
+
+def sam2_image_item(model: str, image: np.ndarray, *, bboxes: list | None = None, points: list | None = None,
+                    labels: list | None = None, threshold: float = 0.25) -> Sam2ImageItem:
+    return Sam2ImageItem(model=model, image=image, bboxes=bboxes, points=points, labels=labels,
+                         threshold=float(threshold))
 
 
 def chunks(items: list, size: int) -> list[list]:

@@ -35,8 +35,37 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _class_filter(value: Any) -> Any:
+    """Class ids or names, a list or one comma-separated string → a list of ids and names (None: every class)."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be class ids or names")
+    if isinstance(value, (int, str)):
+        value = [value]
+    if not isinstance(value, list) or len(value) > 1000:
+        raise ValueError("must be a list of class ids or names")
+    items: list[int | str] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise ValueError("must be class ids or names")
+        if isinstance(item, str):
+            items.extend(part.strip() for part in item.split(",") if part.strip())
+        else:
+            items.append(item)
+    return items or None
+
+
+def _tracker_name(value: Any) -> Any:
+    """``"botsort.yaml"`` (the later client's spelling, ultralytics' config file) means ``"botsort"``."""
+    if isinstance(value, str):
+        return value.strip().lower().removesuffix(".yaml")
+    return value
+
+
 Probability = Annotated[float, _number(0.0, 1.0)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
+ClassFilter = Annotated[list[int | str] | None, BeforeValidator(_class_filter)]
 
 
 class Options(BaseModel):
@@ -54,30 +83,9 @@ class YoloOptions(Options):
     )
     max_det: Annotated[int, _number(1, 1000, integer=True)] = Field(300, description="most detections returned")
     iou: Probability = Field(0.7, description="NMS IoU threshold")
-    classes: list[int | str] | None = Field(
+    classes: ClassFilter = Field(
         None, description="keep only these classes: ids or names, a list or one comma-separated string"
     )
-
-    @field_validator("classes", mode="before")
-    @classmethod
-    def _split_classes(cls, value: Any) -> Any:
-        if value is None or value == "" or value == []:
-            return None
-        if isinstance(value, bool):
-            raise ValueError("must be class ids or names")
-        if isinstance(value, (int, str)):
-            value = [value]
-        if not isinstance(value, list) or len(value) > 1000:
-            raise ValueError("must be a list of class ids or names")
-        items: list[int | str] = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
-                raise ValueError("must be class ids or names")
-            if isinstance(item, str):
-                items.extend(part.strip() for part in item.split(",") if part.strip())
-            else:
-                items.append(item)
-        return items or None
 
 
 class Sam3Options(Options):
@@ -99,6 +107,76 @@ class Sam3Options(Options):
         return value
 
 
+MAX_SAM2_PROMPTS = 64  # boxes + points of one request (each one object)
+
+
+def _coordinates(size: int, row_name: str):
+    """A list of ``[x, y]`` (size 2) or ``[x1, y1, x2, y2]`` (size 4) rows of finite numbers, at most
+    ``MAX_SAM2_PROMPTS``; one row alone may come unwrapped."""
+
+    def check(value: Any) -> list[list[float]] | None:
+        if value is None or value == []:
+            return None
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list of {row_name} rows")
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            value = [value]  # one row, unwrapped
+        if len(value) > MAX_SAM2_PROMPTS:
+            raise ValueError(f"{len(value)} given; at most {MAX_SAM2_PROMPTS} prompts per request")
+        rows = []
+        for index, row in enumerate(value):
+            if (not isinstance(row, list) or len(row) != size
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in row)):
+                raise ValueError(f"item {index} must be {row_name} ({size} finite numbers), got {str(row)[:60]}")
+            rows.append([float(v) for v in row])
+        return rows
+
+    return BeforeValidator(check)
+
+
+def _point_labels(value: Any) -> list[int] | None:
+    if value is None or value == []:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or any(isinstance(v, bool) or v not in (0, 1) for v in value):
+        raise ValueError("must be a list of 1 (foreground) and 0 (background), one per point")
+    return [int(v) for v in value]
+
+
+class Sam2Options(Options):
+    """sam2-segmentation. Prompts are in pixels of the uploaded image (of the first frame, for videos)."""
+
+    threshold: Probability = Field(0.25, description="minimum mask score (the model's predicted IoU), 0..1")
+    points: Annotated[list[list[float]] | None, _coordinates(2, "[x, y]")] = Field(
+        None, description="[[x, y], ...]: one object per point (with the box of the same index, if boxes are given)"
+    )
+    labels: Annotated[list[int] | None, BeforeValidator(_point_labels)] = Field(
+        None, description="one per point: 1 foreground, 0 background (default: all 1)"
+    )
+    bboxes: Annotated[list[list[float]] | None, _coordinates(4, "[x1, y1, x2, y2]")] = Field(
+        None, description="[[x1, y1, x2, y2], ...]: one object per box"
+    )
+    text_prompt: str | list[str] | None = Field(
+        None, description="without points or boxes: class names ('person, dog') whose detector boxes become prompts"
+    )
+    detector: str = Field("yolo26n", description="the detect model that turns text_prompt into boxes")
+    max_objects: Annotated[int, _number(1, MAX_SAM2_PROMPTS, integer=True)] = Field(
+        16, description="the most objects segmented from text_prompt boxes or, without prompts, from a point grid"
+    )
+    max_frames: Annotated[int, _number(1, 100_000, integer=True)] = Field(90, description="video: frames read")
+    mask_format: Literal["polygon", "rle"] = Field(
+        "polygon", description="'rle' adds COCO run-length masks ('mask_rle') beside the polygons"
+    )
+
+    @field_validator("text_prompt", mode="before")
+    @classmethod
+    def _prompt_type(cls, value: Any) -> Any:
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a string or a list of strings")
+        return value
+
+
 class DepthOptions(Options):
     png16: Flag = Field(
         False, description="add 'depth_png16': lossless 16-bit grey PNG of the same normalised map (65,536 levels "
@@ -115,8 +193,15 @@ class VelocityOptions(Options):
     max_pairs: Annotated[int, _number(1, 100_000, integer=True)] = Field(120, description="frame pairs with flow")
     meter_per_pixel: Annotated[float, _number(1e-6, 1000.0)] = Field(0.05, description="scene scale, m/px")
     imgsz: Annotated[int, _number(64, 1920, integer=True)] = Field(640, description="working size (long side)")
-    tracker: Literal["bytetrack", "botsort"] = Field("bytetrack", description="ultralytics tracker")
-    detector: str = Field("yolo26n", description="detection model used for tracking")
+    tracker: Annotated[Literal["bytetrack", "botsort"], BeforeValidator(_tracker_name)] = Field(
+        "bytetrack", description="ultralytics tracker: 'bytetrack' or 'botsort' ('.yaml' suffix accepted)"
+    )
+    detector: str = Field("yolo26n", description="detection model used for tracking (a detector in 'model' wins)")
+    classes: ClassFilter = Field(None, description="track only these classes: ids or names, list or comma-separated")
+    iou: Probability = Field(0.7, description="the detector's NMS IoU threshold")
+    fps: Annotated[float, _number(0.1, 1000.0)] | None = Field(
+        None, description="frames per second used for speeds (default: the clip's own rate)"
+    )
     subtract_camera_motion: Flag = Field(
         False, description="subtract the median flow outside all boxes (the camera's own motion)"
     )

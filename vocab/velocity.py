@@ -58,7 +58,7 @@ class VelocityRun:
     frames_processed: int
     pairs_processed: int
     detections_total: int
-    fps: float
+    fps: float  # used for speeds
     width: int
     height: int
     working_wh: tuple[int, int]
@@ -68,6 +68,7 @@ class VelocityRun:
     detector: str
     flow_model: str
     raft_iters: int
+    video_fps: float  # the clip's own rate, at which the annotated video plays (``fps`` differs when overridden)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class VelocityResult:
             "tracks": len(self.frames_seen),
             "detections_total": run.detections_total,
             "fps": round(run.fps, 4),
+            "video_fps": round(run.video_fps, 4),
             "width": run.width,
             "height": run.height,
             "working_width": run.working_wh[0],

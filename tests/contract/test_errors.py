@@ -149,7 +149,8 @@ def test_health_shape(client):
     health = client.get("/health").json()
     assert health["ok"] is True and isinstance(health["cuda"], bool)
     assert health["tasks"] == ["object-detection", "image-segmentation", "pose-estimation",
-                               "sam3-concept-segmentation", "depth-estimation", "velocity-estimation"]
+                               "sam3-concept-segmentation", "depth-estimation", "velocity-estimation",
+                               "sam2-segmentation"]
     assert health["models"]["object-detection"]["request_name"] == "yolo26n.pt"  # what the web client sends
     assert health["models"]["velocity-estimation"]["accepts"] == ["video"]
     detection = health["models"]["object-detection"]

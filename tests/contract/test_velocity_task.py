@@ -131,7 +131,7 @@ def test_wrong_inputs_are_400(client):
     one_frame = base64.b64encode(_make_clip(1, width=320, height=240)).decode()
     assert_error(infer(client, one_frame), 400, "at least 2")
     assert_error(infer(client, b64(media("messi5.jpg"))), 400, "video")
-    assert_error(infer(client, b64(media("people-walking.mp4")), model="yolo26n.pt"), 400, "flow")
+    assert_error(infer(client, b64(media("people-walking.mp4")), model="yolo26n-seg.pt"), 400, "flow or detect")
     assert_error(infer(client, b64(media("people-walking.mp4")), detector="yolo26n-pose.pt"), 400, "pose")
     assert_error(infer(client, b64(media("people-walking.mp4")), tracker="sort"), 400, "tracker")
 
@@ -142,3 +142,32 @@ def test_wrong_inputs_are_400(client):
 def test_over_the_limits_is_413(client, gateway, monkeypatch, limits, fragment):
     monkeypatch.setattr(gateway, "settings", Settings(**limits))
     assert_error(infer(client, b64(media("people-walking.mp4"))), 413, fragment)
+
+
+def test_the_later_client_sends_a_detector_as_the_model(client):
+    """The later proxy's request as it is (``model: yolo26n.pt``, ``{threshold}`` only; frames capped to keep
+    it cheap): the detector is yolo26n, the flow model the default; the page reads the video and the metrics."""
+    body = {"task": "velocity-estimation", "model": "yolo26n.pt", "payloadBase64": b64(media("people-walking.mp4")),
+            "mimeType": "video/mp4", "options": {"threshold": 0.5, "max_frames": 3}}
+    response = client.post("/infer", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    check_contract(answer, frames=3, pairs=2, fps=10.0)
+    metrics = answer["metrics"]
+    assert (metrics["detector"], metrics["flow_model"]) == ("yolo26n", "raft-large")
+    assert all(isinstance(v, (int, float, str, bool)) for v in metrics.values())  # the page shows scalars
+
+
+def test_later_client_options_through_the_gateway(client):
+    payload = b64(media("people-walking.mp4"))
+    plain = infer(client, payload, model="yolo26n.pt", threshold=0.25).json()
+    tuned = infer(client, payload, model="yolo26n.pt", threshold=0.25, tracker="botsort.yaml", fps=20, iou=0.5,
+                  classes=["person"], unknown_key="ignored").json()
+    assert tuned["metrics"]["tracker"] == "botsort" and tuned["velocity"]["fps"] == 20.0
+    assert tuned["metrics"]["video_fps"] == 10.0 and plain["metrics"]["fps"] == 10.0
+    assert plain["metrics"]["mean_speed_mps_est"] > 0
+    ratio = tuned["metrics"]["mean_speed_mps_est"] / tuned["metrics"]["mean_flow_px_per_frame"]
+    assert ratio == pytest.approx(20 * 0.05, rel=1e-2)
+    none = infer(client, payload, model="yolo26n.pt", threshold=0.25, classes=["car"]).json()
+    assert none["metrics"]["detections_total"] == 0 and none["metrics"]["tracks"] == 0  # the placeholder finds people
+    assert_error(infer(client, payload, model="yolo26n.pt", classes=["unicorn"]), 400, "unicorn")

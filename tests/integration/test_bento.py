@@ -32,7 +32,8 @@ def test_bento_records_every_model_and_service(bento, placeholder_store):
     _, path = bento
     manifest = yaml.safe_load((path / "bento.yaml").read_text())
     services = {s["name"]: s for s in manifest["services"]}
-    assert set(services) == {"perception-gateway", "yolo-runner", "sam3-runner", "depth-runner", "flow-runner"}
+    assert set(services) == {"perception-gateway", "yolo-runner", "sam3-runner", "sam2-runner", "depth-runner",
+                             "flow-runner"}
     packed = {m["tag"] for s in manifest["services"] for m in s["models"]}
     assert packed == {m.tag for m in placeholder_store.values()}
     assert services["perception-gateway"]["models"] == []  # the gateway holds no weights
@@ -71,13 +72,15 @@ def test_deployment_file_fits_bentoml_schema_and_this_bento(bento):
     import service  # the batch sizes a runner's concurrency should match
     from runners.depth import DepthRunner
     from runners.flow import FlowRunner
+    from runners.sam2 import Sam2Runner
     from runners.sam3 import Sam3Runner
     from runners.yolo import YoloRunner
 
     batch = {"yolo-runner": YoloRunner.apis["predict"].max_batch_size,
              "depth-runner": DepthRunner.apis["estimate"].max_batch_size,
              "flow-runner": FlowRunner.apis["flow"].max_batch_size,
-             "sam3-runner": Sam3Runner.apis["segment_images"].max_batch_size}
+             "sam3-runner": Sam3Runner.apis["segment_images"].max_batch_size,
+             "sam2-runner": Sam2Runner.apis["segment_images"].max_batch_size}
     for name, entry in schema.services.items():
         assert entry.scaling.min_replicas <= entry.scaling.max_replicas, name
         traffic = entry.config_overrides["traffic"]

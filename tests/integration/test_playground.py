@@ -25,7 +25,7 @@ from tests.integration.browser import launch_chromium
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_KEYS = {"task", "model", "payloadBase64", "mimeType", "options"}
 IMAGE_TASKS = ("object-detection", "image-segmentation", "pose-estimation", "sam3-concept-segmentation",
-               "depth-estimation")
+               "depth-estimation", "sam2-segmentation")
 CHANGED = 24  # a pixel whose channels moved by more than this was drawn on (JPEG decoders differ by a few)
 RUN_TIMEOUT_MS = 300_000
 
@@ -187,6 +187,8 @@ def test_other_image_tasks_draw_or_show_the_error(pg, http, task, tmp_path):
     assert set(body) == CLIENT_KEYS and body["task"] == task
     if task == "sam3-concept-segmentation":
         assert body["options"] == {"threshold": 0.25, "text_prompt": "person"}
+    if task == "sam2-segmentation":  # no prompt drawn: what the later web client sends, segment-everything
+        assert body["options"] == {"threshold": 0.25} and body["model"] == "sam2.1_b.pt"
     if not health_of(http)["models"][task]["installed"]:
         assert response.status == 503
         assert page.text_content("#error") == response.json()["error"] and page.is_visible("#error")
@@ -265,4 +267,62 @@ def test_velocity_video_plays_with_per_track_speeds(pg, http, tmp_path):
     tables = page.text_content("#tables")
     assert "Per-track speeds" in tables and "frames_processed" in tables
     save_screenshot(page, "playground-velocity-estimation.png", tmp_path)
+    assert_clean(pg)
+
+
+def test_sam2_click_adds_a_point_and_drag_draws_a_box_in_image_pixels(pg, tmp_path):
+    page = pg.page
+    photo = media("messi5.jpg")
+    width, height = cv2.imread(str(photo)).shape[1::-1]
+    choose(pg, "sam2-segmentation", photo)
+    bare = canvas_pixels(page)
+
+    def at(x, y):  # image pixels → page coordinates, wherever the canvas is shown now, at whatever size
+        shown = page.locator("#canvas").bounding_box()
+        return shown["x"] + x * shown["width"] / width, shown["y"] + y * shown["height"] / height
+
+    page.mouse.click(*at(150, 200))
+    page.mouse.move(*at(40, 30))
+    page.mouse.down()
+    page.mouse.move(*at(200, 150), steps=4)
+    page.mouse.move(*at(280, 320), steps=4)
+    page.mouse.up()
+    assert page.text_content("#sam2-prompts") == "1 point(s), 1 box(es)."
+    assert (np.abs(canvas_pixels(page).astype(int) - bare) > CHANGED).any()  # the prompts are drawn
+    body, response = run(pg)
+    options = body["options"]
+    assert set(options) == {"threshold", "points", "labels", "bboxes"} and options["labels"] == [1]
+    assert np.allclose(options["points"], [[150, 200]], atol=1.5)  # image pixels, whatever size it is shown at
+    assert np.allclose(options["bboxes"], [[40, 30, 280, 320]], atol=1.5)
+    assert response.status == 200, response.text()
+    result = response.json()
+    assert result["concepts"] == ["box + point"] and [i["prompt_index"] for i in result["instances"]] == [0]
+    assert "1 instance(s) of box + point" in page.text_content("#image-caption")
+    save_screenshot(page, "playground-sam2-segmentation.png", tmp_path)
+
+    page.click("#sam2-clear")
+    assert page.text_content("#sam2-prompts").startswith("No prompts")
+    page.locator("#canvas").scroll_into_view_if_needed()
+    page.keyboard.down("Shift")
+    page.mouse.click(*at(300, 100))
+    page.keyboard.up("Shift")
+    assert page.text_content("#sam2-prompts") == "1 point(s) (1 background), 0 box(es)."
+    body, response = run(pg)
+    assert body["options"]["labels"] == [0] and "bboxes" not in body["options"] and response.status == 200
+    assert_clean(pg)
+
+
+def test_sam2_video_plays(pg, tmp_path):
+    """A video to SAM 2 without prompts: the first frame's grid of points tracked; the H.264 answer plays."""
+    page = pg.page
+    choose(pg, "sam2-segmentation", media("people-walking.mp4"))
+    page.fill("#max-frames", "3")
+    body, response = run(pg)
+    assert body["options"] == {"threshold": 0.25, "max_frames": 3} and body["mimeType"] == "video/mp4"
+    assert response.status == 200, response.text()
+    result = response.json()
+    assert "instances" not in result and result["metrics"]["frames_processed"] == 3
+    wait_playing(page)
+    assert "frames_processed" in page.text_content("#tables")
+    save_screenshot(page, "playground-sam2-video.png", tmp_path)
     assert_clean(pg)

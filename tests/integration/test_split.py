@@ -24,7 +24,15 @@ from tests.conftest import b64, media
 from tests.integration.conftest import ROOT, START_TIMEOUT_S, free_port, readme_command, types_namespace
 from tests.mp4 import probe_mp4
 
-FAMILIES = ("depth", "flow", "sam3", "yolo")  # service.Gateway's dependencies, sorted: their port order
+
+def families() -> tuple[str, ...]:
+    """service.Gateway's dependencies, sorted: the order make serve-split gives them ports in."""
+    import service
+
+    return tuple(sorted(service.Gateway.dependencies))
+
+
+FAMILIES = families()
 
 
 def free_port_run(count: int) -> int:
@@ -88,6 +96,8 @@ def bodies() -> dict[str, dict]:
                  "options": {"text_prompt": "person, ball"}},
         "sam3-video": {"task": "sam3-concept-segmentation", "payloadBase64": clip,
                        "options": {"text_prompt": "person", "max_frames": 3}},
+        "sam2": {"task": "sam2-segmentation", "model": "sam2.1_b.pt", "payloadBase64": court,
+                 "options": {"bboxes": [[100, 100, 300, 400]], "points": [[200, 250]], "labels": [1]}},
         "depth": {"task": "depth-estimation", "payloadBase64": photo, "options": {"colormap": True}},
         "velocity": {"task": "velocity-estimation", "model": "raft-large", "payloadBase64": clip,
                      "options": {"max_frames": 4, "imgsz": 192, "raft_iters": 4, "threshold": 0.25}},

@@ -77,3 +77,15 @@ def test_aliases_map_to_store_names():
     assert store_name_for("raft_large") == "raft-large"
     assert store_name_for("sam3.pt") == "sam3"
     assert store_name_for("YOLO11S.pt") == "yolo11s"
+
+
+def test_velocity_takes_a_flow_model_or_a_detector_and_names_both_kinds_otherwise():
+    store = {**STORE, **installed(("raft-large", "flow"), ("yolo26n-pose", "pose"))}
+    assert resolve("velocity-estimation", None, store).store_name == "raft-large"
+    assert resolve("velocity-estimation", "yolo26n.pt", store).kind == "detect"
+    assert resolve("velocity-estimation", "raft-large", store).kind == "flow"
+    with pytest.raises(ApiError) as info:
+        resolve("velocity-estimation", "yolo26n-pose.pt", store)
+    message = info.value.message
+    assert info.value.status == 400 and "flow or detect" in message
+    assert "raft-large" in message and "yolo26n.pt" in message and "yolo26n-seg" not in message

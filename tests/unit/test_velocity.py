@@ -151,6 +151,10 @@ class FakeYolo:
         return [{"xyxy": self.box[None], "confidence": np.array([0.9], np.float32), "class_id": np.array([0]),
                  "class_name": ["person"]} for _ in items]
 
+    async def describe(self):
+        names = {0: "person", 1: "bicycle", 2: "car"}
+        return {name: {"tag": f"{name}:test", "names": names} for name in ("yolo26n", "yolo11s")}
+
 
 class FakeFlow:
     """A fixed flow field (working pixels) for every pair; records the calls."""
@@ -169,12 +173,13 @@ def model(name, kind, family):
 
 
 INSTALLED = {"yolo26n": model("yolo26n", "detect", "yolo"), "raft-large": model("raft-large", "flow", "flow"),
-             "yolo26n-pose": model("yolo26n-pose", "pose", "yolo")}
+             "yolo26n-pose": model("yolo26n-pose", "pose", "yolo"), "yolo11s": model("yolo11s", "detect", "yolo"),
+             "raft-small": model("raft-small", "flow", "flow")}
 
 
-def run_task(data, runners, **options):
+def run_task(data, runners, model_name="raft-large", installed=INSTALLED, **options):
     task_input = TaskInput("velocity-estimation", data, "video", "mp4", VelocityOptions(**options),
-                           INSTALLED["raft-large"], INSTALLED)
+                           installed[model_name], installed)
     return asyncio.run(run_module(velocity, task_input, runners, Settings()))
 
 
@@ -284,3 +289,73 @@ def test_flow_calls_in_flight_stay_under_the_shedding_deadline(shed_after_s, mos
                          [(0.05, 60.0, velocity.FLOW_WINDOW), (68.0, 60.0, 1), (10.0, 60.0, 4), (20.0, 60.0, 2)])
 def test_flow_window(call_s, shed_after_s, window):
     assert velocity.flow_window(call_s, shed_after_s) == window
+
+
+# ---------------------------------------------------------------- the later client: a detector in ``model``
+
+
+def test_a_detector_in_model_is_the_detector_and_the_flow_model_stays_the_default():
+    clip = _make_clip(3, width=320, height=240, fps=10)
+    yolo, flow = FakeYolo([48.0, 36.0, 96.0, 108.0]), FakeFlow(constant_field((192, 144), 1.0, 0.0))
+    body = run_task(clip, Runners(yolo, flow), model_name="yolo11s", max_frames=3, imgsz=192, detector="yolo26n")
+    assert {item["model"] for call in yolo.calls for item in call} == {"yolo11s"}  # ``model`` wins over the option
+    assert {item["model"] for call in flow.calls for item in call} == {"raft-large"}
+    assert (body["metrics"]["detector"], body["metrics"]["flow_model"]) == ("yolo11s", "raft-large")
+    as_before = run_task(clip, Runners(FakeYolo([48.0, 36.0, 96.0, 108.0]), flow), model_name="raft-small",
+                         max_frames=3, imgsz=192, detector="yolo11s")
+    assert (as_before["metrics"]["detector"], as_before["metrics"]["flow_model"]) == ("yolo11s", "raft-small")
+
+
+def test_a_detector_in_model_without_the_default_flow_model_is_503():
+    from vocab.errors import ApiError
+
+    installed = {k: v for k, v in INSTALLED.items() if k != "raft-large"}
+    runners = Runners(FakeYolo([0, 0, 1, 1]), FakeFlow(constant_field((160, 128), 0, 0)))
+    with pytest.raises(ApiError) as caught:
+        run_task(_make_clip(3, width=160, height=128), runners, model_name="yolo26n", installed=installed)
+    assert caught.value.status == 503 and "raft-large" in caught.value.message
+
+
+def test_later_client_options_tracker_yaml_classes_iou_fps():
+    clip = _make_clip(4, width=320, height=240, fps=10)
+    field = constant_field((192, 144), 3.0, 0.0)  # 5 original px/frame
+    yolo = FakeYolo([48.0, 36.0, 96.0, 108.0])
+    body = run_task(clip, Runners(yolo, FakeFlow(field)), model_name="yolo26n", max_frames=4, imgsz=192,
+                    tracker="botsort.yaml", classes=["Car", 0], iou=0.4, fps=25, meter_per_pixel=0.1)
+    items = [item for call in yolo.calls for item in call]
+    assert {tuple(item["classes"]) for item in items} == {(0, 2)} and {item["iou"] for item in items} == {0.4}
+    metrics, vel = body["metrics"], body["velocity"]
+    assert metrics["tracker"] == "botsort"
+    assert vel["fps"] == metrics["fps"] == 25.0 and metrics["video_fps"] == pytest.approx(10.0)
+    speeds = [t["speed_mps_est"] for entry in vel["data"] for t in entry["tracks"]]
+    assert speeds and speeds == pytest.approx([5.0 * 25 * 0.1] * len(speeds), abs=1e-3)
+    assert probe_mp4(base64.b64decode(body["annotated_video"]))["fps_from_pts"] == pytest.approx(10.0, rel=1e-3)
+
+
+def test_unknown_class_name_is_a_400():
+    from vocab.errors import ApiError
+
+    runners = Runners(FakeYolo([0, 0, 1, 1]), FakeFlow(constant_field((160, 128), 0, 0)))
+    with pytest.raises(ApiError) as caught:
+        run_task(_make_clip(3, width=160, height=128), runners, classes="person, unicorn")
+    assert caught.value.status == 400 and "unicorn" in caught.value.message
+
+
+@pytest.mark.parametrize(("value", "name"), [("bytetrack.yaml", "bytetrack"), ("BoTSORT.yaml", "botsort"),
+                                             ("botsort", "botsort")])
+def test_tracker_spellings(value, name):
+    assert VelocityOptions(tracker=value).tracker == name
+
+
+@pytest.mark.parametrize("options", [{"tracker": "sort.yaml"}, {"fps": "abc"}, {"iou": "x"}, {"classes": [1.5]}])
+def test_bad_later_client_options_are_400(options):
+    from vocab.errors import ApiError
+    from vocab.schema import parse_options
+
+    with pytest.raises(ApiError) as caught:
+        parse_options(VelocityOptions, options)
+    assert caught.value.status == 400 and f"options.{next(iter(options))}" in caught.value.message
+
+
+def test_fps_is_clamped_and_defaults_to_the_clip():
+    assert VelocityOptions().fps is None and VelocityOptions(fps=0).fps == 0.1 and VelocityOptions(fps=1e9).fps == 1000

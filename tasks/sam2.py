@@ -1,0 +1,276 @@
+"""sam2-segmentation: SAM 2.1 with visual prompts. Image → one mask per prompt; video → the first frame's prompts
+tracked through the clip.
+
+Prompts, in pixels of the uploaded image (of the first frame, for videos), checked here before any model runs:
+
+- ``options.bboxes`` ``[[x1, y1, x2, y2], ...]``: one object per box; ``options.points`` ``[[x, y], ...]`` with
+  ``options.labels`` (1 foreground, 0 background; default all 1): one object per point. Both given: box i and
+  point i are one object (ultralytics' pairing), so their counts must match. A prompt outside the image, a box
+  with no area, labels without points or of another count: a 400 naming the option and the item.
+- ``options.text_prompt`` ("person, dog"), without visual prompts: the detector's (``options.detector``, YOLO)
+  boxes whose class name equals one of the concepts, compared case-insensitively after trimming (``"Dog "`` is
+  ``dog``; ``dogs`` is not), at the detector's default confidence (0.25), the ``max_objects`` most confident.
+- no prompt at all: "segment everything", bounded: a grid of ``max_objects`` point prompts spread over the image
+  (ultralytics' own segment-everything decodes 1,024 points and took 81 s per image on these CPUs), masks whose
+  boxes overlap a better-scored one by IoU > 0.7 dropped.
+
+Answers: image ``{"concepts", "instances"}`` (segmentation-shaped instances, ``label`` = the concept of the
+prompt, ``prompt_index``, score from the model, ``threshold`` applied); video like SAM 3's (``annotated_video``,
+``content_type``, ``concepts``, scalar ``metrics``, per-frame ``frames``; no ``instances``), ``object_id`` being the
+prompt's index on every frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.resolve import resolve
+from settings import Settings
+from tasks.base import Resized, TaskInput, load_video, resize_to_fit
+from tasks.sam3 import parse_concepts, polygon_to_rle
+from vocab.detections import Detections
+from vocab.errors import bad_request
+from vocab.items import sam2_image_item, yolo_item
+from vocab.schema import Sam2Options
+
+WORKING_SIZE = 1024  # SAM 2's own input size: larger photos are resized in the gateway, results scaled back
+DETECTOR_KIND = "detect"
+DETECTOR_IMGSZ = 640
+DETECTOR_THRESHOLD = 0.25
+DUPLICATE_IOU = 0.7
+EVERYTHING = "object"
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Prompts in working pixels, and per prompt index the concept its instance is labelled with."""
+
+    bboxes: list[list[float]] | None
+    points: list[list[float]] | None
+    labels: list[int] | None
+    concepts: list[str]  # the answer's ``concepts``
+    concept_of: list[int]  # per prompt index
+    everything: bool = False
+
+    def __len__(self) -> int:
+        return len(self.concept_of)
+
+
+@dataclass(frozen=True)
+class Sam2Input:
+    resized: list[Resized]  # one image, or every frame
+    video: object | None  # media.video.Video
+    prompts: Prompts | None  # None: text prompts, turned into boxes by the detector in ``run``
+    text: list[str]
+    detector: str  # store name (text prompts)
+
+
+# ---------------------------------------------------------------- prompts (pure)
+
+
+def text_concepts(prompt: str | list[str] | None, max_concepts: int) -> list[str]:
+    """The concepts of ``text_prompt`` (as SAM 3 parses them); none for an absent or blank prompt."""
+    parts = [prompt] if isinstance(prompt, str) else (prompt or [])
+    if not any(part.replace(",", " ").strip() for part in parts):
+        return []
+    return parse_concepts(prompt, max_concepts)
+
+
+def check_prompts(options: Sam2Options, width: int, height: int) -> None:
+    """400 naming the option and item for prompts that do not fit each other or the ``width`` x ``height`` image."""
+    points, labels, boxes = options.points, options.labels, options.bboxes
+    if labels is not None and points is None:
+        raise bad_request("options.labels: given without options.points (one label per point)")
+    if labels is not None and len(labels) != len(points):
+        raise bad_request(f"options.labels: {len(labels)} labels for {len(points)} points; give one per point")
+    if points is not None and boxes is not None and len(points) != len(boxes):
+        raise bad_request(f"options.points and options.bboxes: {len(points)} points and {len(boxes)} boxes; "
+                          "together, point i and box i prompt one object, so give as many of each (or send one kind)")
+    for index, (x, y) in enumerate(points or []):
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise bad_request(f"options.points[{index}]: ({x:g}, {y:g}) is outside the {width}x{height} image")
+    for index, (x1, y1, x2, y2) in enumerate(boxes or []):
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            raise bad_request(f"options.bboxes[{index}]: ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is not a box inside the "
+                              f"{width}x{height} image (x1 < x2, y1 < y2, within 0..width and 0..height)")
+
+
+def visual_prompts(options: Sam2Options, resized: Resized) -> Prompts:
+    """The request's boxes and points, in the pixels of ``resized``."""
+    scale = np.array([resized.scale_x, resized.scale_y], dtype=np.float64)
+    boxes = None if options.bboxes is None else (np.array(options.bboxes) / np.tile(scale, 2)).tolist()
+    points = None if options.points is None else (np.array(options.points) / scale).tolist()
+    labels = None if points is None else (options.labels or [1] * len(points))
+    concept = " + ".join(kind for kind, given in (("box", boxes), ("point", points)) if given is not None)
+    return Prompts(boxes, points, labels, [concept], [0] * len(boxes or points))
+
+
+def grid_points(width: int, height: int, count: int) -> list[list[float]]:
+    """``count`` points spread over the image: the centres of the cells of the smallest near-square grid."""
+    columns = max(1, math.ceil(math.sqrt(count * width / max(height, 1))))
+    rows = max(1, math.ceil(count / columns))
+    centres = [[(c + 0.5) * width / columns, (r + 0.5) * height / rows] for r in range(rows) for c in range(columns)]
+    return centres[:count]
+
+
+def everything_prompts(resized: Resized, max_objects: int) -> Prompts:
+    height, width = resized.bgr.shape[:2]
+    points = grid_points(width, height, max_objects)
+    return Prompts(None, points, [1] * len(points), [EVERYTHING], [0] * len(points), everything=True)
+
+
+def text_prompts(detections: Detections, concepts: list[str], max_objects: int, scale: float) -> Prompts:
+    """Detector boxes (detector pixels) whose class name is a concept (case-insensitive), as box prompts in
+    working pixels (``scale`` = working px per detector px), the ``max_objects`` most confident."""
+    index_of = {concept.lower(): i for i, concept in enumerate(concepts)}
+    keep = [i for i in np.argsort(-np.asarray(detections.confidence), kind="stable")
+            if detections.class_name[i].strip().lower() in index_of][:max_objects]
+    boxes = [[float(v) * scale for v in detections.xyxy[i]] for i in keep]
+    return Prompts(boxes or None, None, None, concepts,
+                   [index_of[detections.class_name[i].strip().lower()] for i in keep])
+
+
+def suppress_duplicates(boxes: np.ndarray, scores: np.ndarray, iou: float = DUPLICATE_IOU) -> np.ndarray:
+    """Indices kept by greedy NMS on ``boxes`` (x1 y1 x2 y2), best score first."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep: list[int] = []
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    for i in order:
+        if keep:
+            lt = np.maximum(boxes[keep, :2], boxes[i, :2])
+            rb = np.minimum(boxes[keep, 2:], boxes[i, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+            if (inter / np.maximum(areas[keep] + areas[i] - inter, 1e-9) > iou).any():
+                continue
+        keep.append(int(i))
+    return np.asarray(keep, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- the request
+
+
+def decode(task_input: TaskInput, settings: Settings) -> Sam2Input:
+    from media.decode import decode_image
+
+    options: Sam2Options = task_input.options
+    text = text_concepts(options.text_prompt, settings.max_concepts)
+    if task_input.media_kind == "image":
+        image = decode_image(task_input.data, max_pixels=settings.max_image_pixels)
+        check_prompts(options, image.width, image.height)
+        resized, video = [resize_to_fit(image.bgr, min(WORKING_SIZE, max(image.width, image.height)))], None
+    else:
+        video = load_video(task_input.data, options.max_frames, settings, 1)
+        check_prompts(options, video.width, video.height)
+        long_side = min(WORKING_SIZE, max(video.width, video.height))
+        resized = [resize_to_fit(frame, long_side) for frame in video.frames]
+    detector = ""
+    if options.bboxes is not None or options.points is not None:
+        prompts = visual_prompts(options, resized[0])
+    elif text:
+        prompts = None
+        detector = resolve(options.detector, task=task_input.task, kind=DETECTOR_KIND, default=options.detector,
+                           installed=task_input.installed).store_name
+    else:
+        prompts = everything_prompts(resized[0], options.max_objects)
+    return Sam2Input(resized, video, prompts, text, detector)
+
+
+async def run(decoded: Sam2Input, task_input: TaskInput, runners) -> tuple[Prompts, dict]:
+    options: Sam2Options = task_input.options
+    prompts = decoded.prompts or await detect_prompts(runners, decoded, options.max_objects)
+    model = task_input.model.store_name
+    if not len(prompts):  # text prompts that matched no detector box: nothing to segment
+        empty = {"instances": []} if decoded.video is None else {
+            "frames": [{"frame_id": i, "instances": []} for i in range(len(decoded.resized))]}
+        return prompts, empty
+    if decoded.video is None:
+        item = sam2_image_item(model, decoded.resized[0].bgr, bboxes=prompts.bboxes, points=prompts.points,
+                               labels=prompts.labels, threshold=options.threshold)
+        (result,) = await runners.sam2.segment_images([item])
+        return prompts, result
+    frames = [r.bgr for r in decoded.resized]
+    return prompts, await runners.sam2.segment_video(frames, prompts.bboxes, prompts.points, prompts.labels,
+                                                     options.threshold, model)
+
+
+async def detect_prompts(runners, decoded: Sam2Input, max_objects: int) -> Prompts:
+    """Text prompts → the detector's boxes of those classes on the (first) image, as box prompts."""
+    for_detector = resize_to_fit(decoded.resized[0].bgr, DETECTOR_IMGSZ)
+    item = yolo_item(decoded.detector, for_detector.bgr, imgsz=DETECTOR_IMGSZ, threshold=DETECTOR_THRESHOLD)
+    (arrays,) = await runners.yolo.predict([item])
+    return text_prompts(Detections.from_arrays(arrays), decoded.text, max_objects, for_detector.scale_x)
+
+
+def encode(raw: tuple[Prompts, dict], decoded: Sam2Input, task_input: TaskInput) -> dict:
+    prompts, result = raw
+    if decoded.video is None:
+        return encode_image(result["instances"], prompts, decoded.resized[0], task_input.options)
+    return encode_video(result["frames"], prompts, decoded)
+
+
+def to_detections(instances: list[dict], prompts: Prompts, resized: Resized) -> Detections:
+    concept_index = [prompts.concept_of[i["prompt_index"]] for i in instances]
+    return Detections.from_arrays({
+        "xyxy": np.array([i["xyxy"] for i in instances], dtype=np.float64).reshape(-1, 4),
+        "confidence": [i["confidence"] for i in instances],
+        "class_id": concept_index,
+        "class_name": [prompts.concepts[c] for c in concept_index],
+        "polygons": [i["polygon"] for i in instances],
+        "mask_area_px": [i["mask_area_px"] for i in instances],
+        "extra": [{"prompt_index": i["prompt_index"], "concept_index": c} for i, c in zip(instances, concept_index,
+                                                                                           strict=True)],
+    }).rescaled(resized.scale_x, resized.scale_y, resized.resolution_wh)
+
+
+def encode_image(instances: list[dict], prompts: Prompts, resized: Resized, options: Sam2Options) -> dict:
+    detections = to_detections(instances, prompts, resized)
+    if prompts.everything and len(detections):
+        keep = suppress_duplicates(np.asarray(detections.xyxy), np.asarray(detections.confidence))
+        detections = detections.where(np.isin(np.arange(len(detections)), keep))
+    wire = detections.to_wire()
+    if options.mask_format == "rle":
+        width, height = resized.resolution_wh
+        for instance, polygon in zip(wire, detections.polygons or [], strict=True):
+            instance["mask_rle"] = polygon_to_rle(polygon, width, height)
+    return {"concepts": prompts.concepts, "instances": wire}
+
+
+def encode_video(frames: list[dict], prompts: Prompts, decoded: Sam2Input) -> dict:
+    from media import draw
+    from media.video import annotated_h264
+
+    video = decoded.video
+    per_frame = []
+    for index, entry in enumerate(frames):
+        detections = to_detections(entry["instances"], prompts, decoded.resized[index])
+        items = [{**item, "object_id": item["prompt_index"]} for item in detections.to_wire()]
+        per_frame.append((detections, items))
+
+    def annotate(index: int, canvas: np.ndarray) -> np.ndarray:
+        detections, items = per_frame[index]
+        for item, polygon in zip(items, detections.polygons or [], strict=True):
+            color = draw.color_for(item["object_id"])
+            draw.fill_polygon(canvas, polygon, color)
+            draw.draw_box(canvas, item["bbox"], f"{item['label']} #{item['object_id']}", color)
+        return canvas
+
+    encoded = annotated_h264(video.frames, annotate, video.fps)
+    return {
+        "concepts": prompts.concepts,
+        "annotated_video": base64.b64encode(encoded).decode(),
+        "content_type": "video/mp4",
+        "metrics": {
+            "frames_processed": len(video.frames),
+            "instances_detected_total": sum(len(items) for _, items in per_frame),
+            "objects_prompted": len(prompts),
+            "objects_tracked": len({item["object_id"] for _, items in per_frame for item in items}),
+            "fps": round(video.fps, 3),
+            "width": video.width,
+            "height": video.height,
+        },
+        "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
+    }
