@@ -109,6 +109,7 @@ class GatewayCore:
             "title": spec.title,
             "accepts": list(spec.accepts),
             "kind": spec.default_kind,
+            "kinds": [spec.model_kind] if isinstance(spec.model_kind, str) else list(spec.model_kind),
             "installed": entry is not None,
             "loaded": loaded is not None,
             "weights": entry.weights if entry else None,

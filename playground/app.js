@@ -123,9 +123,10 @@ function fillModelNames() {
   const list = $("#model-names");
   list.replaceChildren();
   const installed = state.health?.installed ?? {};
-  const kind = taskInfo(currentTask()).kind;
+  const info = taskInfo(currentTask());
+  const kinds = info.kinds ?? [info.kind]; // velocity takes a flow model or a detector
   for (const [name, model] of Object.entries(installed)) {
-    if (model.kind !== kind) continue;
+    if (!kinds.includes(model.kind)) continue;
     const option = document.createElement("option");
     option.value = name;
     option.label = model.weights;

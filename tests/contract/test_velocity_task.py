@@ -171,3 +171,8 @@ def test_later_client_options_through_the_gateway(client):
     none = infer(client, payload, model="yolo26n.pt", threshold=0.25, classes=["car"]).json()
     assert none["metrics"]["detections_total"] == 0 and none["metrics"]["tracks"] == 0  # the placeholder finds people
     assert_error(infer(client, payload, model="yolo26n.pt", classes=["unicorn"]), 400, "unicorn")
+
+
+def test_health_says_velocity_takes_both_kinds(client):
+    entry = client.get("/health").json()["models"]["velocity-estimation"]
+    assert (entry["model"], entry["kind"], entry["kinds"]) == ("raft-large", "flow", ["flow", "detect"])

@@ -256,6 +256,8 @@ def test_velocity_video_plays_with_per_track_speeds(pg, http, tmp_path):
         pytest.skip("velocity-estimation is not available on this server yet (see /health)")
     page = pg.page
     choose(pg, "velocity-estimation", media("people-walking.mp4"))
+    names = page.eval_on_selector_all("#model-names option", "options => options.map(o => o.value)")
+    assert {"raft-large", "raft-small", "yolo26n"} <= set(names) and "yolo26n-pose" not in names  # flow or detect
     page.fill("#max-frames", "12")  # keeps RAFT on the CPU short
     body, response = run(pg)
     assert set(body) == CLIENT_KEYS and body["mimeType"] == "video/mp4"
