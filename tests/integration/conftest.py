@@ -39,7 +39,8 @@ def running_server(log_dir: Path, **extra_env: str):
     assert command.startswith("make serve"), command
     port = free_port()
     log_path = log_dir / "serve.log"
-    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init", **extra_env}
+    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init", "PERCEPTION_JOBS_DIR": str(log_dir / "jobs"),
+           **extra_env}  # each server its own job store
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command.split(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
