@@ -36,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from edge.errors import error_response, json_response, request_id_of
-from edge.jobstore import TERMINAL, JobStore, KeyReused, QueueFull, open_store
+from edge.jobstore import STOPPED_BODY, STOPPED_REASON, TERMINAL, JobStore, KeyReused, QueueFull, open_store
 from edge.uploads import read_request
 from vocab.errors import ApiError, ErrorKind, bad_request
 from vocab.progress import reporting
@@ -134,6 +134,7 @@ class JobService:
         self.stale_after_s = stale_after_s
         self.owner = uuid.uuid4().hex
         self.tasks: dict[str, asyncio.Task] = {}
+        self.cancelling: set[str] = set()  # asked to stop (DELETE), as against stopped by a shutdown
         self.killed = False
         self._loop_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -156,6 +157,7 @@ class JobService:
         """Start this worker's executor (once per event loop) and wake it."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._loop_task is None or self._loop_task.done():
+            self.owner = uuid.uuid4().hex  # one per process and loop, whatever was forked
             self._loop, self._wake = loop, asyncio.Event()
             self._loop_task = loop.create_task(self._run_loop())
         self._wake.set()
@@ -182,8 +184,7 @@ class JobService:
     async def tick(self) -> None:
         now, settings = time.time(), self.settings
         for job_id in await self.call("heartbeat", self.owner, now):
-            if job_id in self.tasks:
-                self.tasks[job_id].cancel()
+            self.stop(job_id)
         await self.call("reap", now - self.stale_after_s, now)
         await self.call("expire", now - settings.jobs_retention_s, settings.jobs_max_result_bytes)
         while not self.killed and (job := await self.call("claim", self.owner, settings.jobs_max_running, now)):
@@ -199,11 +200,14 @@ class JobService:
             await self.call("finish", job_id, "succeeded" if status == 200 else "failed", status, body, error,
                             time.time())
         except asyncio.CancelledError:
-            if not self.killed:
+            if job_id in self.cancelling:
                 await self.call("finish", job_id, "cancelled", None, None, "cancelled while running", time.time())
+            elif not self.killed:  # the gateway is shutting down: the job did not finish, and says why
+                await self.call("finish", job_id, "failed", 503, STOPPED_BODY, STOPPED_REASON, time.time())
             raise
         finally:
             self.tasks.pop(job_id, None)
+            self.cancelling.discard(job_id)
             if self._wake is not None:
                 self._wake.set()
 
@@ -250,9 +254,14 @@ class JobService:
             raise not_found()
         if job["status"] in ("succeeded", "failed"):
             raise ApiError(ErrorKind.CONFLICT, f"the job has already {job['status']}")
-        if job_id in self.tasks:
-            self.tasks[job_id].cancel()
+        self.stop(job_id)
         return job
+
+    def stop(self, job_id: str) -> None:
+        """Cancel the job's task if it runs here (its runner calls in flight are dropped with it)."""
+        if job_id in self.tasks:
+            self.cancelling.add(job_id)
+            self.tasks[job_id].cancel()
 
 
 def answer(exc: Exception, request_id: str) -> Response:

@@ -193,6 +193,18 @@ def test_a_restarted_gateway_fails_the_running_job_and_keeps_finished_results(ne
         assert kept.status_code == 200 and kept.content == answer and json.loads(answer)["pad"] == "x" * 1000
 
 
+def test_a_job_stopped_by_a_shutdown_fails_with_the_reason(new_store):
+    """A gateway shutting down cancels its tasks: that is not the user's cancel, and the job says so."""
+    fake = FakeGateway()
+    with jobs_client(fake, new_store()) as http:
+        job = http.post("/jobs", json=fake_body("stopping", sleep_s=3600)).json()
+        until(lambda: http.get(f"/jobs/{job['id']}").json()["status"] == "running")
+        http.portal.call(lambda: http.jobs.tasks[job["id"]].cancel())
+        failed = wait_for(http, job["id"], timeout_s=10)
+        assert failed["status"] == "failed" and failed["result_status"] == 503 and "stopped" in failed["error"]
+        assert_error(http.get(f"/jobs/{job['id']}/result"), 503, "submit it again")
+
+
 def test_two_workers_see_the_same_jobs_and_cancel_each_others(new_store):
     fake = FakeGateway()
     with jobs_client(fake, new_store()) as one, jobs_client(fake, new_store()) as two:
