@@ -61,7 +61,8 @@ def running_server(log_dir: Path, **extra_env: str):
             time.sleep(2)
         yield types_namespace(base=base, process=process, log=log_path)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
