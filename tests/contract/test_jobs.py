@@ -130,6 +130,20 @@ def test_velocity_progress_rises_to_its_totals_and_streams_as_events(gateway, ne
         assert result.status_code == 200 and result.content == direct.content
 
 
+def test_sam3_video_job_reports_its_frames_segment_and_encode(gateway, tmp_path):
+    from edge.jobstore import SqliteJobStore
+
+    body = {"task": "sam3-concept-segmentation", "payloadBase64": b64(media("people-walking.webm")),
+            "options": {"text_prompt": "person", "max_frames": 4, "max_objects": 5}}
+    with jobs_client(gateway, SqliteJobStore(tmp_path)) as http:
+        job = wait_for(http, http.post("/jobs", json=body).json()["id"])
+        assert job["status"] == "succeeded", job
+        assert job["progress"]["frames"] == 4 and job["progress"]["stage"] == "encode"
+        assert {k: (v["done"], v["total"]) for k, v in job["progress"]["stages"].items() if v["total"]} == {
+            "segment": (4, 4), "encode": (4, 4)}
+        assert http.get(f"/jobs/{job['id']}/result").json()["metrics"]["frames_processed"] == 4
+
+
 class GatedFlow:
     """The flow runner, but each call waits ``hold_s`` first (a slow CPU call); counts calls and cancellations."""
 
