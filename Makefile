@@ -46,13 +46,14 @@ serve-split: models ## every runner as its own server + the gateway against thei
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-tools: ## Debian's headless chromium (playground test) and docker-compose (compose file check): apt, as root, when missing
-	@if ! test -x $(CHROMIUM) || ! command -v docker-compose >/dev/null; then \
+tools: ## Debian's headless chromium (playground test), docker-compose (compose file check) and redis-server (Redis job store tests): apt, as root, when missing
+	@if ! test -x $(CHROMIUM) || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && \
 	    { test -x $(CHROMIUM) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } && \
-	    { command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; }; \
-	  else echo "note: chromium or docker-compose is missing and this is not root: the tests that need them are skipped"; fi; fi
+	    { command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; } && \
+	    { command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }; \
+	  else echo "note: chromium, docker-compose or redis-server is missing and this is not root: the tests that need them are skipped"; fi; fi
 
 test: venv lint tools ## run every test (unit, component, contract, integration, browser) on CPU with placeholder weights
 	$(PY) -m pytest -ra

@@ -45,6 +45,12 @@ class Settings(BaseModel, frozen=True):
     runner_url_depth: str = Field("", description="URL of a depth runner served on its own (empty: started locally)")
     runner_url_flow: str = Field("", description="URL of a flow runner served on its own (empty: started locally)")
     weights: Literal["any", "pretrained"] = Field("any", description="'pretrained' refuses to start with random-init placeholders")
+    jobs_dir: str = Field(".jobs", description="directory of the SQLite job store (jobs.sqlite3), shared by every gateway worker")
+    jobs_redis_url: str = Field("", description="redis://host:port/db: keep jobs in Redis instead (gateways on several machines)")
+    jobs_max_running: int = Field(2, ge=1, description="jobs running at once, over all gateway workers")
+    jobs_max_queued: int = Field(32, ge=0, description="jobs waiting to run; a submit over it is a 429 with Retry-After")
+    jobs_retention_s: float = Field(86_400.0, gt=0, description="a finished job and its result are deleted this long after it ends")
+    jobs_max_result_bytes: int = Field(1024 * 1024 * 1024, ge=0, description="results kept on disk at most; the oldest are deleted first")
 
     def runner_url(self, family: str) -> str:
         """The URL of the ``family`` runner when it is served elsewhere; empty when the gateway starts it."""

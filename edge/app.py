@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from edge import jobs
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
 from edge.uploads import read_request_within
@@ -118,9 +119,12 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
     routes = [
         Route("/infer", infer, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        *jobs.routes(job_service := jobs.JobService(get_gateway, settings)),
         Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.jobs = job_service  # the jobs executor of this app (edge/jobs.py)
+    return app
 
 
 def middleware(settings: Settings) -> list[tuple[type, dict]]:
@@ -129,8 +133,9 @@ def middleware(settings: Settings) -> list[tuple[type, dict]]:
     stack: list[tuple[type, dict]] = []
     if settings.cors_origins:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-        stack.append((CORSMiddleware, {"allow_origins": origins, "allow_methods": ["GET", "POST"],
-                                       "allow_headers": ["Authorization", "Content-Type", "X-Request-ID"],
+        stack.append((CORSMiddleware, {"allow_origins": origins, "allow_methods": ["GET", "POST", "DELETE"],
+                                       "allow_headers": ["Authorization", "Content-Type", "X-Request-ID",
+                                                         "Idempotency-Key"],
                                        "expose_headers": ["X-Request-ID", "Server-Timing"]}))
     stack.append((JsonErrorsMiddleware, {}))
     stack.append((ApiKeyMiddleware, {"api_key": settings.api_key}))

@@ -1,5 +1,7 @@
-// The playground: one ES module, no dependencies, no network requests beyond this server's /infer and /health.
+// The playground: ES modules, no dependencies, no network requests beyond this server's /infer, /jobs and /health.
 // It sends exactly the JSON any client sends: {task, model, payloadBase64, mimeType, options}.
+
+import { runAsJob } from "./jobs.js";
 
 const INFER_URL = new URL("../infer", location.href);
 const HEALTH_URL = new URL("../health", location.href);
@@ -464,7 +466,9 @@ async function run(event) {
     const headers = { "Content-Type": "application/json" };
     const key = $("#api-key").value.trim();
     if (key) headers.Authorization = `Bearer ${key}`;
-    const response = await fetch(INFER_URL, { method: "POST", headers, body: JSON.stringify(body) });
+    const asJob = state.input.kind === "video" && taskInfo(task).accepts?.includes("video"); // jobs.js
+    const response = asJob ? await runAsJob(body, headers)
+      : await fetch(INFER_URL, { method: "POST", headers, body: JSON.stringify(body) });
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     const text = await response.text();
     let data = null;

@@ -15,6 +15,7 @@ from models.store import InstalledModel
 from settings import Settings
 from tasks.base import TaskInput, TaskModule, TaskSpec, offload
 from tasks.registry import REGISTRY, TASKS
+from vocab import progress
 from vocab.errors import bad_request
 from vocab.schema import InferRequest, Options, UploadRequest, parse_options, parse_request
 from vocab.timing import stage
@@ -27,10 +28,12 @@ async def infer(body: Any, runners: Any, installed: dict[str, InstalledModel], s
 
 async def run_task(module: TaskModule, task_input: TaskInput, runners: Any, settings: Settings) -> Any:
     """A task module's three steps; ``decode`` and ``encode`` in a worker thread, never on the event loop."""
+    progress.report("decode")
     with stage("decode"):
         decoded = await offload(module.decode, task_input, settings)
     with stage("runner"):
         raw = await module.run(decoded, task_input, runners)
+    progress.report("encode")
     with stage("encode"):
         return await offload(module.encode, raw, decoded, task_input)
 

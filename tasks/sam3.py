@@ -9,6 +9,7 @@ import numpy as np
 
 from settings import Settings
 from tasks.base import Resized, TaskInput, load_video, resize_to_fit
+from vocab import progress
 from vocab.detections import Detections
 from vocab.errors import bad_request
 from vocab.items import sam3_image_item
@@ -72,8 +73,12 @@ async def run(decoded: Sam3Image | Sam3Video, task_input: TaskInput, runners) ->
         item = sam3_image_item(model, decoded.resized.bgr, decoded.concepts, options.threshold)
         (result,) = await runners.sam3.segment_images([item])
         return result
-    return await runners.sam3.segment_video([r.bgr for r in decoded.resized], decoded.concepts, options.threshold,
-                                            options.max_objects, model)
+    progress.frames(len(decoded.resized))
+    segmented = progress.counter("segment", len(decoded.resized))
+    result = await runners.sam3.segment_video([r.bgr for r in decoded.resized], decoded.concepts, options.threshold,
+                                              options.max_objects, model)
+    segmented(len(decoded.resized))  # one runner call tracks the whole clip
+    return result
 
 
 def encode(result: dict, decoded: Sam3Image | Sam3Video, task_input: TaskInput) -> dict:
@@ -116,6 +121,7 @@ def encode_video(tracked: dict, decoded: Sam3Video) -> dict:
         per_frame.append((detections, detections.to_wire()))
 
     def annotate(index: int, canvas: np.ndarray) -> np.ndarray:
+        progress.report("encode", index + 1, len(per_frame))
         detections, items = per_frame[index]
         for item, polygon in zip(items, detections.polygons or [], strict=True):
             color = draw.color_for(item["object_id"])

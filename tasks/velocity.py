@@ -48,6 +48,7 @@ from models.resolve import resolve
 from settings import Settings
 from tasks.base import TaskInput, load_video, offload
 from tasks.detection import class_ids, model_class_names
+from vocab import progress
 from vocab.detections import Detections
 from vocab.items import (
     FLOW_LATENCY_FACTOR,
@@ -172,6 +173,7 @@ def track_frames(detections: list[Detections], frames: list[np.ndarray], tracker
             xyxy = row[:4].astype(np.float64).clip(0, [width, height, width, height])
             tracks.append(Track(int(row[4]), dets.class_name[int(row[7])], xyxy, float(row[5])))
         per_frame.append(sorted(tracks, key=lambda t: t.track_id))
+        progress.report("track", len(per_frame), len(frames))
     return per_frame
 
 
@@ -205,6 +207,7 @@ def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
     options: VelocityOptions = task_input.options
     detector, flow_model = models_of(task_input)
     video = load_video(task_input.data, options.max_frames, settings, MIN_FRAMES)
+    progress.frames(len(video.frames))
     working_wh = working_size_wh((video.width, video.height), options.imgsz)
     working = [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in video.frames]
     return VelocityInput(video, working, working_wh, (video.width / working_wh[0], video.height / working_wh[1]),
@@ -283,7 +286,9 @@ async def detect(runners, model: str, frames: list[np.ndarray], threshold: float
     """YOLO on every working frame (≤ ``YOLO_MAX_BATCH`` per call, all calls at once); boxes in original px."""
     imgsz = max(frames[0].shape[:2])
     items = [yolo_item(model, frame, imgsz=imgsz, threshold=threshold, iou=iou, classes=classes) for frame in frames]
-    results = await asyncio.gather(*(runners.yolo.predict(chunk) for chunk in chunks(items, YOLO_MAX_BATCH)))
+    done = progress.counter("detect", len(items))
+    results = await asyncio.gather(*(progress.counted(runners.yolo.predict(chunk), done, len(chunk))
+                                     for chunk in chunks(items, YOLO_MAX_BATCH)))
     return [Detections.from_arrays(arrays).rescaled(*scale_xy, resolution_wh) for chunk in results for arrays in chunk]
 
 
@@ -305,12 +310,13 @@ async def _estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: i
     items = [flow_item(model, frames[i], frames[i + 1], iters) for i in range(pairs)]
     batches = chunks(items, FLOW_MAX_BATCH)
     started = time.perf_counter()
-    first = await runners.flow.flow(batches[0])
+    done = progress.counter("flow", pairs)
+    first = await progress.counted(runners.flow.flow(batches[0]), done, len(batches[0]))
     limit = asyncio.Semaphore(flow_window(time.perf_counter() - started, shed_after_s))
 
     async def call(batch: list[dict]) -> list[dict]:
         async with limit:
-            return await runners.flow.flow(batch)
+            return await progress.counted(runners.flow.flow(batch), done, len(batch))
 
     rest = await asyncio.gather(*(call(batch) for batch in batches[1:]))
     return [np.asarray(result["flow"], dtype=np.float32) for batch in (first, *rest) for result in batch]
@@ -371,6 +377,7 @@ def annotate(frames: list[np.ndarray], tracks: list[list[Track]], pairs: list[Pa
     scale = panel_scale_px_per_frame(flows_px, pairs)
 
     def compose(index: int, canvas: np.ndarray) -> np.ndarray:
+        progress.report("encode", index + 1, len(frames))
         height, width = canvas.shape[:2]
         speeds = {t.track_id: t.speed_mps_est for t in pairs[index].tracks} if index < len(pairs) else {}
         for track in tracks[index]:

@@ -8,7 +8,8 @@
 (``<name>.<task>.mp4``) and the depth PNGs (``<name>.depth.png``, ``.depth16.png``, ``.depth-colormap.png``)
 there, and prints their paths in place of the base64 they came as. ``--option key=value`` values are read as
 JSON when they parse (``0.3``, ``true``, ``["person", "ball"]``), else as text (``text_prompt=person, ball``).
-The server has no jobs API yet, so a video is one request (no progress bar): ``--timeout`` bounds it.
+A video runs as a job on a server with the jobs API, with a progress bar on stderr (the stage, its done/total
+counts and the ETA; one line per change when stderr is not a terminal); ``--timeout`` bounds each HTTP call.
 Exit status: 0 on success, 1 when the server answers with an error (its text on stderr), 2 for bad usage.
 """
 
@@ -24,7 +25,14 @@ from typing import Any
 
 import httpx
 
-from perception_client.client import DEFAULT_TIMEOUT_S, TASKS, Client, PerceptionError
+from perception_client.client import (
+    DEFAULT_TIMEOUT_S,
+    JOB_ENDED,
+    TASKS,
+    Client,
+    PerceptionError,
+    ProgressCallback,
+)
 
 BLOBS = {"annotated_video": "{stem}.{task}.mp4", "output_base64": "{stem}.{task}.mp4",
          "depth_image": "{stem}.depth.png", "depth_png16": "{stem}.depth16.png",
@@ -75,11 +83,40 @@ def save_blobs(answer: Any, out: Path, stem: str, task: str) -> Any:
     return saved
 
 
+def bar_line(job: dict[str, Any], width: int = 30) -> str:
+    """``[#####.....] flow 3/5 ETA 12s running``: the current stage's bar and counts, the ETA, the status."""
+    progress = job.get("progress") or {}
+    stage = progress.get("stage") or ""
+    entry = (progress.get("stages") or {}).get(stage) or {}
+    total, done = entry.get("total"), entry.get("done") or 0
+    fraction = 1.0 if job["status"] == "succeeded" else (min(done / total, 1.0) if total else 0.0)
+    filled = round(fraction * width)
+    counts = f" {done}/{total}" if total else ""
+    frames = f" ({progress['frames']} frames)" if progress.get("frames") else ""
+    eta = f" ETA {job['eta_s']:.0f}s" if job.get("eta_s") is not None else ""
+    return f"[{'#' * filled}{'.' * (width - filled)}] {stage}{counts}{frames}{eta} {job['status']}".replace("  ", " ")
+
+
+def progress_bar(stream=None) -> ProgressCallback:
+    """Draws each job update on ``stream`` (stderr): in place on a terminal, one line per update otherwise."""
+    stream = stream or sys.stderr
+    tty = stream.isatty()
+
+    def show(job: dict[str, Any]) -> None:
+        line = bar_line(job)
+        ended = job["status"] in JOB_ENDED
+        stream.write(f"\r{line}\x1b[K" + ("\n" if ended else "") if tty else line + "\n")
+        stream.flush()
+
+    return show
+
+
 def run(args: argparse.Namespace) -> Any:
     with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
         if args.command == "health":
             return client.health()
-        answer = client.infer(args.file, args.task, model=args.model, options=dict(args.option))
+        answer = client.infer(args.file, args.task, model=args.model, options=dict(args.option),
+                              progress=progress_bar())
     task = TASKS.get(args.task, args.task)
     return save_blobs(answer, args.out, args.file.stem, task) if args.out else answer
 

@@ -10,8 +10,13 @@
 Keyword options are the task's options (``threshold``, ``imgsz``, ``text_prompt``, ``max_frames``...; see the
 server's README). A 429 or 503 is retried with exponential backoff, waiting what ``Retry-After`` asks when the
 server sends it (both bounded by ``Retry``); any other non-2xx answer raises ``PerceptionError`` with the
-server's ``error`` text, the status and the ``X-Request-ID``. The server has no jobs API yet: a long video is
-one request that waits for its answer (raise ``timeout`` for long clips), with no progress to report.
+server's ``error`` text, the status and the ``X-Request-ID``.
+
+A video goes through the server's jobs API when it has one (``POST /jobs``, then ``GET /jobs/{id}`` every
+``poll_s`` until it ends, then its result; a server without it answers 404 and the client sends ``/infer`` from
+then on): no HTTP call lasts longer than an upload, the submit carries an ``Idempotency-Key`` (a retried submit
+is the same job), ``progress=`` is called with the job (``status``, ``progress``, ``eta_s``) each time it moves,
+and an interrupt (Ctrl-C, a cancelled task) cancels the job on the server. ``jobs=False`` always uses ``/infer``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import mimetypes
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +105,7 @@ def upload(file: FileLike, filename: str | None = None) -> tuple[str, bytes, str
     mime = mimetypes.guess_type(name)[0]
     if mime is None or not mime.startswith(("image/", "video/")):
         mime = next((kind for magic, kind in _MAGIC if data.startswith(magic)), "application/octet-stream")
+        mime = "video/mp4" if data[4:8] == b"ftyp" else mime  # ISO base media (MP4, MOV): a video
     return name, data, mime
 
 
@@ -124,6 +131,24 @@ def outcome(response: httpx.Response) -> Any:
     raise PerceptionError(response.status_code, str(error), request_id)
 
 
+ProgressCallback = Callable[[dict[str, Any]], None]
+JOB_ENDED = ("succeeded", "failed", "cancelled")
+DEFAULT_POLL_S = 0.5
+
+
+def is_video(parts: dict[str, Any]) -> bool:
+    """Whether ``request_parts``' upload is a video (by its MIME type)."""
+    return parts["files"]["file"][2].startswith("video/")
+
+
+def job_error(job: dict[str, Any]) -> PerceptionError:
+    return PerceptionError(409, job.get("error") or f"the job was {job['status']}", None)
+
+
+def progress_key(job: dict[str, Any]) -> str:
+    return json.dumps([job.get("status"), job.get("progress")], sort_keys=True)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -132,8 +157,9 @@ class Client:
     """The synchronous client. ``transport`` is httpx's (tests pass a mock)."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 retry: Retry = Retry(), transport: httpx.BaseTransport | None = None) -> None:
-        self.retry = retry
+                 retry: Retry = Retry(), transport: httpx.BaseTransport | None = None, jobs: bool | None = None,
+                 poll_s: float = DEFAULT_POLL_S) -> None:
+        self.retry, self.jobs, self.poll_s = retry, jobs, poll_s
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=_headers(api_key),
                                   transport=transport)
 
@@ -146,8 +172,8 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"X-Request-ID": uuid.uuid4().hex}
+    def _send(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        headers = {"X-Request-ID": uuid.uuid4().hex, **(headers or {})}
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
@@ -166,9 +192,38 @@ class Client:
         return self._send("GET", "/health")
 
     def infer(self, file: FileLike, task: str, *, model: str | None = None, options: dict[str, Any] | None = None,
-              filename: str | None = None) -> Any:
-        """Any task (its name, or a short name: detect, segment, pose, sam3, depth, velocity): the raw JSON answer."""
-        return self._send("POST", "/infer", **request_parts(task, file, model, options, filename))
+              filename: str | None = None, progress: ProgressCallback | None = None) -> Any:
+        """Any task (its name, or a short name: detect, segment, pose, sam3, depth, velocity): the raw JSON answer.
+        A video goes as a job when the server has the jobs API (``progress`` is then called as it moves)."""
+        parts = request_parts(task, file, model, options, filename)
+        if self.jobs is not False and is_video(parts):
+            try:
+                return self.run_job(parts, progress)
+            except PerceptionError as error:
+                if error.status not in (404, 405) or "no such route" not in error.error:
+                    raise
+                self.jobs = False  # a server without the jobs API
+        return self._send("POST", "/infer", **parts)
+
+    def run_job(self, parts: dict[str, Any], progress: ProgressCallback | None = None) -> Any:
+        """Submit (``request_parts``' multipart), follow and fetch one job; cancelled on the server if interrupted."""
+        job = self._send("POST", "/jobs", headers={"Idempotency-Key": uuid.uuid4().hex}, **parts)
+        self.jobs, seen = True, None
+        try:
+            while True:
+                if progress is not None and progress_key(job) != seen:
+                    seen = progress_key(job)
+                    progress(job)
+                if job["status"] in JOB_ENDED:
+                    break
+                time.sleep(self.poll_s)
+                job = self._send("GET", job["urls"]["self"])
+        except BaseException:
+            self._http.request("DELETE", job["urls"]["self"])
+            raise
+        if job["status"] == "cancelled":
+            raise job_error(job)
+        return self._send("GET", job["urls"]["result"])
 
     def detect(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
         return results.detections(self.infer(file, "detect", model=model, options=options))
@@ -180,22 +235,25 @@ class Client:
         return results.detections(self.infer(file, "pose", model=model, options=options))
 
     def sam3(self, file: FileLike, text_prompt: str | list[str] = "person", *, model: str | None = None,
-             **options: Any) -> Sam3Result:
-        return results.sam3(self.infer(file, "sam3", model=model, options={"text_prompt": text_prompt, **options}))
+             progress: ProgressCallback | None = None, **options: Any) -> Sam3Result:
+        return results.sam3(self.infer(file, "sam3", model=model, options={"text_prompt": text_prompt, **options},
+                                       progress=progress))
 
     def depth(self, file: FileLike, *, model: str | None = None, **options: Any) -> DepthResult:
         return results.depth(self.infer(file, "depth", model=model, options=options))
 
-    def velocity(self, file: FileLike, *, model: str | None = None, **options: Any) -> VelocityResult:
-        return results.velocity(self.infer(file, "velocity", model=model, options=options))
+    def velocity(self, file: FileLike, *, model: str | None = None, progress: ProgressCallback | None = None,
+                 **options: Any) -> VelocityResult:
+        return results.velocity(self.infer(file, "velocity", model=model, options=options, progress=progress))
 
 
 class AsyncClient:
     """The same methods as ``Client``, awaitable."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 retry: Retry = Retry(), transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.retry = retry
+                 retry: Retry = Retry(), transport: httpx.AsyncBaseTransport | None = None, jobs: bool | None = None,
+                 poll_s: float = DEFAULT_POLL_S) -> None:
+        self.retry, self.jobs, self.poll_s = retry, jobs, poll_s
         self._http = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, headers=_headers(api_key),
                                        transport=transport)
 
@@ -208,8 +266,8 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"X-Request-ID": uuid.uuid4().hex}
+    async def _send(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        headers = {"X-Request-ID": uuid.uuid4().hex, **(headers or {})}
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
@@ -228,8 +286,36 @@ class AsyncClient:
         return await self._send("GET", "/health")
 
     async def infer(self, file: FileLike, task: str, *, model: str | None = None,
-                    options: dict[str, Any] | None = None, filename: str | None = None) -> Any:
-        return await self._send("POST", "/infer", **request_parts(task, file, model, options, filename))
+                    options: dict[str, Any] | None = None, filename: str | None = None,
+                    progress: ProgressCallback | None = None) -> Any:
+        parts = request_parts(task, file, model, options, filename)
+        if self.jobs is not False and is_video(parts):
+            try:
+                return await self.run_job(parts, progress)
+            except PerceptionError as error:
+                if error.status not in (404, 405) or "no such route" not in error.error:
+                    raise
+                self.jobs = False
+        return await self._send("POST", "/infer", **parts)
+
+    async def run_job(self, parts: dict[str, Any], progress: ProgressCallback | None = None) -> Any:
+        job = await self._send("POST", "/jobs", headers={"Idempotency-Key": uuid.uuid4().hex}, **parts)
+        self.jobs, seen = True, None
+        try:
+            while True:
+                if progress is not None and progress_key(job) != seen:
+                    seen = progress_key(job)
+                    progress(job)
+                if job["status"] in JOB_ENDED:
+                    break
+                await asyncio.sleep(self.poll_s)
+                job = await self._send("GET", job["urls"]["self"])
+        except BaseException:
+            await asyncio.shield(self._http.request("DELETE", job["urls"]["self"]))
+            raise
+        if job["status"] == "cancelled":
+            raise job_error(job)
+        return await self._send("GET", job["urls"]["result"])
 
     async def detect(self, file: FileLike, *, model: str | None = None, **options: Any) -> list[Detection]:
         return results.detections(await self.infer(file, "detect", model=model, options=options))
@@ -241,12 +327,13 @@ class AsyncClient:
         return results.detections(await self.infer(file, "pose", model=model, options=options))
 
     async def sam3(self, file: FileLike, text_prompt: str | list[str] = "person", *, model: str | None = None,
-                   **options: Any) -> Sam3Result:
+                   progress: ProgressCallback | None = None, **options: Any) -> Sam3Result:
         return results.sam3(await self.infer(file, "sam3", model=model,
-                                             options={"text_prompt": text_prompt, **options}))
+                                             options={"text_prompt": text_prompt, **options}, progress=progress))
 
     async def depth(self, file: FileLike, *, model: str | None = None, **options: Any) -> DepthResult:
         return results.depth(await self.infer(file, "depth", model=model, options=options))
 
-    async def velocity(self, file: FileLike, *, model: str | None = None, **options: Any) -> VelocityResult:
-        return results.velocity(await self.infer(file, "velocity", model=model, options=options))
+    async def velocity(self, file: FileLike, *, model: str | None = None, progress: ProgressCallback | None = None,
+                       **options: Any) -> VelocityResult:
+        return results.velocity(await self.infer(file, "velocity", model=model, options=options, progress=progress))

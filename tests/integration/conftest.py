@@ -39,7 +39,8 @@ def running_server(log_dir: Path, **extra_env: str):
     assert command.startswith("make serve"), command
     port = free_port()
     log_path = log_dir / "serve.log"
-    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init", **extra_env}
+    env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init", "PERCEPTION_JOBS_DIR": str(log_dir / "jobs"),
+           **extra_env}  # each server its own job store
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command.split(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -60,7 +61,8 @@ def running_server(log_dir: Path, **extra_env: str):
             time.sleep(2)
         yield types_namespace(base=base, process=process, log=log_path)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it already
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -114,6 +114,23 @@ def test_cli_writes_a_playable_mp4_and_reports_errors(server, tmp_path):
     assert health.returncode == 0 and json.loads(health.stdout)["ok"] is True
 
 
+def test_cli_runs_a_velocity_job_with_a_progress_bar(server, tmp_path):
+    """A video through the CLI is a job on the server: the bar (stderr, a line per change when not a terminal)
+    walks through the stages with their counts, and the annotated MP4 is written and plays."""
+    options = [arg for key, value in {**VELOCITY, "max_frames": 6}.items() for arg in ("--option", f"{key}={value}")]
+    done = cli("--url", server.base, "infer", str(media("people-walking.mp4")), "--task", "velocity", *options,
+               "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    bars = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert bars[-1].startswith("[" + "#" * 30 + "]") and bars[-1].endswith("succeeded") and "encode 6/6" in bars[-1]
+    assert any(" running" in line for line in bars) and any("flow " in line for line in bars)
+    assert "(6 frames)" in bars[-1]
+    saved = tmp_path / "people-walking.velocity-estimation.mp4"
+    assert json.loads(done.stdout)["annotated_video"] == str(saved)
+    info = probe_mp4(saved.read_bytes())
+    assert info["codec"] == "h264" and info["moov_before_mdat"] and info["frames"] == 6
+
+
 def test_api_key_and_a_small_body_limit(placeholder_store, tmp_path):
     """A second server (about half a minute) with an API key and a 200 kB body limit: a 401 through the client
     and the CLI, and 413s for a multipart upload and for a chunked raw upload through the real HTTP server."""
@@ -172,6 +189,21 @@ def test_the_readmes_client_examples_run(server, tmp_path):
     assert probe_mp4((tmp_path / "out" / "people-walking.velocity-estimation.mp4").read_bytes())["frames"] == 4
     assert (tmp_path / "out" / "messi5.depth.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "out" / "messi5.depth-colormap.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_readmes_jobs_example_runs(server, tmp_path):
+    """The README's curl session for a job: submit, its events until the end, its status, its result, a cancel
+    that comes too late."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- jobs example -->\s*```bash\n(.+?)\n```", text, re.S).group(1)
+    script = "set -e\n" + block.replace("localhost:3000", server.base).replace("../shared/", str(ROOT.parent / "shared") + "/")
+    ran = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
+    assert "event: end" in ran.stdout and '"status": "succeeded"' in ran.stdout
+    assert "the job has already succeeded" in ran.stdout
+    answer = json.loads((tmp_path / "walk.json").read_text())
+    assert answer["metrics"]["frames_processed"] == 6 and answer["content_type"] == "video/mp4"
+    assert probe_mp4(base64.b64decode(answer["annotated_video"]))["frames"] == 6
 
 
 def test_bench_upload_forms(server):

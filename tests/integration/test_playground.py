@@ -251,7 +251,22 @@ def test_bundled_sample_video_plays_and_controls_are_labelled(pg):
     assert_clean(pg)
 
 
-def test_velocity_video_plays_with_per_track_speeds(pg, http, tmp_path):
+RECORD_BAR = """() => { window.barSeen = [];
+  new MutationObserver(() => { const bar = document.querySelector('#job-bar');
+    if (bar) window.barSeen.push([document.querySelector('#job-stage').textContent, bar.value]); })
+  .observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def submit_job(pg):
+    """Press Run on a video task: the page's POST /jobs (its JSON body, and the job it answered with)."""
+    with pg.page.expect_response(lambda r: r.url.endswith("/jobs") and r.request.method == "POST",
+                                 timeout=RUN_TIMEOUT_MS) as answer:
+        pg.page.click("#run")
+    assert answer.value.status == 202, answer.value.text()
+    return answer.value.request.post_data_json, answer.value.json()
+
+
+def test_velocity_runs_as_a_job_with_a_progress_bar_and_plays_with_per_track_speeds(pg, http, tmp_path):
     if health_of(http)["models"]["velocity-estimation"]["installed"] is not True:
         pytest.skip("velocity-estimation is not available on this server yet (see /health)")
     page = pg.page
@@ -259,15 +274,23 @@ def test_velocity_video_plays_with_per_track_speeds(pg, http, tmp_path):
     names = page.eval_on_selector_all("#model-names option", "options => options.map(o => o.value)")
     assert {"raft-large", "raft-small", "yolo26n"} <= set(names) and "yolo26n-pose" not in names  # flow or detect
     page.fill("#max-frames", "12")  # keeps RAFT on the CPU short
-    body, response = run(pg)
+    page.evaluate(RECORD_BAR)
+    body, job = submit_job(pg)
     assert set(body) == CLIENT_KEYS and body["mimeType"] == "video/mp4"
     assert body["options"]["max_frames"] == 12 and body["options"]["meter_per_pixel"] == 0.05
-    assert response.status == 200, response.text()
-    result = response.json()
-    assert result["content_type"] == "video/mp4"
+    page.wait_for_function("/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
+                           timeout=RUN_TIMEOUT_MS)
+    assert page.text_content("#status").startswith("Done"), page.text_content("#error")
+    result = http.get(f"/jobs/{job['id']}/result")
+    assert result.status_code == 200 and result.json()["content_type"] == "video/mp4"
     wait_playing(page)
     tables = page.text_content("#tables")
     assert "Per-track speeds" in tables and "frames_processed" in tables
+    seen = page.evaluate("window.barSeen")
+    stages = [text.split(":")[1].split()[0] for text, _ in seen if ":" in text]
+    assert "flow" in stages and stages[-1] == "encode" and seen[-1][1] == 1, seen
+    assert seen[-1][0].startswith("succeeded: encode 12/12 (12 frames)")
+    assert not page.is_visible("#job-cancel")
     save_screenshot(page, "playground-velocity-estimation.png", tmp_path)
     assert_clean(pg)
 
@@ -328,3 +351,22 @@ def test_sam2_video_plays(pg, tmp_path):
     assert "frames_processed" in page.text_content("#tables")
     save_screenshot(page, "playground-sam2-video.png", tmp_path)
     assert_clean(pg)
+
+
+def test_cancel_stops_a_velocity_job(pg, http):
+    if health_of(http)["models"]["velocity-estimation"]["installed"] is not True:
+        pytest.skip("velocity-estimation is not available on this server yet (see /health)")
+    page = pg.page
+    choose(pg, "velocity-estimation", media("people-walking.mp4"))
+    page.fill("#max-frames", "40")  # 39 pairs, 5 flow calls of RAFT on a CPU: still running when cancelled
+    _, job = submit_job(pg)
+    page.wait_for_function("document.querySelector('#job-stage')?.textContent.startsWith('running: flow')",
+                           timeout=RUN_TIMEOUT_MS)
+    page.click("#job-cancel")
+    page.wait_for_function("/^Failed/.test(document.querySelector('#status').textContent)", timeout=30_000)
+    assert "cancelled" in page.text_content("#error")
+    state = http.get(f"/jobs/{job['id']}").json()
+    flow = state["progress"]["stages"]["flow"]
+    assert state["status"] == "cancelled" and flow["done"] < flow["total"] == 39  # stopped before its end
+    assert page.text_content("#job-stage").startswith("cancelled")
+    assert_clean(pg, 409)

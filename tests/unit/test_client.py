@@ -146,7 +146,7 @@ def test_depth_and_velocity_results(sleeps):
                                                                   "median_flow_px_per_frame": 2.0,
                                                                   "speed_mps_est": 2.5, "bbox": [1, 2, 3, 4]}]}]}}
     answers = [httpx.Response(200, json={"depth_image": png(grey)}), httpx.Response(200, json=velocity)]
-    with Client("http://server", transport=scripted(answers, [])) as client:
+    with Client("http://server", transport=scripted(answers, []), jobs=False) as client:  # /infer: no jobs API
         depth = client.depth(JPEG)
         result = client.velocity(b"\0\0\0\x18ftypisom....", max_frames=3)
     assert depth.depth.dtype == np.uint8 and (depth.depth == grey).all() and depth.depth16 is None
@@ -165,3 +165,91 @@ def test_cli_options_and_saved_files(tmp_path):
     saved = cli.save_blobs(answer, tmp_path / "out", "photo", "depth-estimation")
     assert saved == {"depth_image": str(tmp_path / "out" / "photo.depth.png"), "other": 1}
     assert (tmp_path / "out" / "photo.depth.png").read_bytes() == b"png!"
+
+
+MP4 = b"\0\0\0\x18ftypmp42" + b"\0" * 64
+JOB = {"id": "j1", "urls": {"self": "/jobs/j1", "result": "/jobs/j1/result", "events": "/jobs/j1/events"}}
+
+
+def job_state(status: str, stage: str | None = None, done: int = 0, total: int | None = None, **extra) -> dict:
+    progress = None if stage is None else {"stage": stage, "frames": 6,
+                                           "stages": {stage: {"done": done, "total": total}}}
+    return {**JOB, "status": status, "progress": progress, "eta_s": None, **extra}
+
+
+def test_video_goes_as_a_job_with_progress_and_an_idempotency_key(sleeps):
+    seen: list[httpx.Request] = []
+    answer = {"annotated_video": "", "content_type": "video/mp4", "metrics": {"frames_processed": 6}}
+    transport = scripted([httpx.Response(202, json=job_state("queued")),
+                          httpx.Response(200, json=job_state("running", "flow", 2, 5, eta_s=3.0)),
+                          httpx.Response(200, json=job_state("running", "flow", 2, 5, eta_s=2.0)),
+                          httpx.Response(200, json=job_state("succeeded", "encode", 6, 6)),
+                          httpx.Response(200, json=answer)], seen)
+    updates: list[dict] = []
+    with Client("http://server", transport=transport, poll_s=0.25) as client:
+        got = client.infer(MP4, "velocity", options={"max_frames": 6}, filename="clip.mp4", progress=updates.append)
+    assert got == answer
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/jobs"), ("GET", "/jobs/j1"), ("GET", "/jobs/j1"),
+                                                      ("GET", "/jobs/j1"), ("GET", "/jobs/j1/result")]
+    assert len(seen[0].headers["idempotency-key"]) == 32 and form_fields(seen[0])["file"] == MP4
+    assert [u["status"] for u in updates] == ["queued", "running", "succeeded"]  # unchanged progress: no call
+    assert sleeps == [0.25, 0.25, 0.25]
+    assert "[" + "#" * 12 + "." * 18 + "] flow 2/5 (6 frames) ETA 3s running" == cli.bar_line(updates[1])
+    assert cli.bar_line(updates[2]).startswith("[" + "#" * 30 + "] encode 6/6")
+
+
+def test_a_failed_job_raises_the_servers_error_and_images_skip_jobs(sleeps):
+    seen: list[httpx.Request] = []
+    transport = scripted([httpx.Response(202, json=job_state("failed", error="bad video")),
+                          httpx.Response(400, json={"error": "bad video"}, headers={"X-Request-ID": "r1"}),
+                          httpx.Response(200, json=[DETECTION])], seen)
+    with Client("http://server", transport=transport) as client:
+        with pytest.raises(PerceptionError) as caught:
+            client.velocity(MP4)
+        assert caught.value.status == 400 and caught.value.error == "bad video" and caught.value.request_id == "r1"
+        client.detect(JPEG)
+    assert [r.url.path for r in seen] == ["/jobs", "/jobs/j1/result", "/infer"]
+
+
+def test_a_server_without_jobs_gets_infer(sleeps):
+    seen: list[httpx.Request] = []
+    transport = scripted([httpx.Response(404, json={"error": "no such route"}),
+                          httpx.Response(200, json={"ok": 1}), httpx.Response(200, json={"ok": 2})], seen)
+    with Client("http://server", transport=transport) as client:
+        assert client.infer(MP4, "velocity", filename="a.mp4") == {"ok": 1}
+        assert client.infer(MP4, "velocity", filename="b.mp4") == {"ok": 2}  # remembered: no second probe
+    assert [r.url.path for r in seen] == ["/jobs", "/infer", "/infer"]
+
+
+def test_an_interrupted_job_is_cancelled_on_the_server(monkeypatch):
+    seen: list[httpx.Request] = []
+    transport = scripted([httpx.Response(202, json=job_state("running", "detect", 0, 6)),
+                          httpx.Response(200, json=job_state("cancelled"))], seen)
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client_module.time, "sleep", interrupt)
+    with Client("http://server", transport=transport) as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.velocity(MP4)
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/jobs"), ("DELETE", "/jobs/j1")]
+
+
+def test_async_client_runs_jobs(sleeps):
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(202, json=job_state("running", "flow", 1, 5)),
+               httpx.Response(200, json=job_state("succeeded", "encode", 6, 6)), httpx.Response(200, json={"v": 1})]
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    async def go():
+        updates: list[dict] = []
+        async with AsyncClient("http://server", transport=httpx.MockTransport(handle)) as client:
+            return await client.infer(MP4, "velocity", filename="c.mp4", progress=updates.append), updates
+
+    answer, updates = asyncio.run(go())
+    assert answer == {"v": 1} and [u["status"] for u in updates] == ["running", "succeeded"]
+    assert [r.url.path for r in seen] == ["/jobs", "/jobs/j1", "/jobs/j1/result"]
