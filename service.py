@@ -19,7 +19,7 @@ import bentoml
 
 from edge import app as edge
 from models import store
-from runners.common import OverJson, redacted, runner_dependency
+from runners.common import Checked, OverJson, redacted, runner_dependency
 from runners.depth import DepthRunner
 from runners.flow import FlowRunner
 from runners.sam2 import Sam2Runner
@@ -55,7 +55,7 @@ class GatewayCore:
     def runners(self) -> SimpleNamespace:
         def reach(family: str):
             dependency = getattr(self, family)
-            return OverJson(dependency) if self.settings.runner_url(family) else dependency
+            return OverJson(dependency) if self.settings.runner_url(family) else Checked(dependency)
 
         return SimpleNamespace(**{family: reach(family) for family in RUNNER_FAMILIES})
 

@@ -94,7 +94,9 @@ async def read_request(request: Request, limit: int) -> Any:
     """The request as the body ``tasks/infer.py`` takes, from whichever of the three forms it came in."""
     form = form_of(request.headers.get("content-type", ""))
     if form == "json":
-        return parse_json(await read_body(request, limit))
+        raw = await read_body(request, limit)
+        # a big body is parsed in a worker thread: tens of MB of JSON would hold the event loop for a second
+        return parse_json(raw) if len(raw) < 1 << 20 else await asyncio.to_thread(parse_json, raw)
     if form == "raw":
         data = await read_body(request, limit)
         return upload_body(dict(request.query_params), data, "body", request.headers.get("content-type"))

@@ -44,6 +44,11 @@ class Video:
     rotation: int = 0  # degrees counter-clockwise applied to the decoded frames (0, 90, 180, 270)
     decode_error: str | None = None  # set when decoding stopped early on an error (frames kept are good)
 
+    def stream_report(self) -> dict:
+        """For an answer's metrics: whether the stream was cut (a truncated upload answers with the frames
+        before the break) and, if so, what broke."""
+        return {"stream_cut": True, "decode_error": self.decode_error} if self.decode_error else {"stream_cut": False}
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy as np
+
+log = logging.getLogger("perception.runner")
 
 # Serving never downloads: ultralytics and Hugging Face stay offline in every process that imports a runner.
 for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
@@ -56,8 +59,24 @@ def runner_dependency(service, url: str):
     return bentoml.depends(on=service, url=url) if url else bentoml.depends(service)
 
 
-class OverJson:
-    """A remote runner (BentoML's JSON client to a runner on another host) called exactly like a local one."""
+ITEM_ERROR = "__error__"  # an answer item that stands for a failure of that item alone
+
+
+class RunnerItemError(RuntimeError):
+    """This request's item failed inside a runner batch (its batch-mates were answered): a 500 for it alone."""
+
+
+def checked(result: Any) -> Any:
+    """A runner's answer, or ``RunnerItemError`` when an item of it failed."""
+    if isinstance(result, list):
+        for item in result:
+            if isinstance(item, dict) and ITEM_ERROR in item:
+                raise RunnerItemError(item[ITEM_ERROR])
+    return result
+
+
+class Checked:
+    """A runner as the tasks call it: an item that failed in its batch raises for its own request."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -66,7 +85,19 @@ class OverJson:
         method = getattr(self._client, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return unpack(await method(*pack(list(args)), **pack(kwargs)))
+            return checked(await method(*args, **kwargs))
+
+        return call
+
+
+class OverJson(Checked):
+    """A remote runner (BentoML's JSON client to a runner on another host) called exactly like a local one."""
+
+    def __getattr__(self, name: str) -> Callable:
+        method = getattr(self._client, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return checked(unpack(await method(*pack(list(args)), **pack(kwargs))))
 
         return call
 
@@ -81,10 +112,26 @@ def redacted(url: str) -> str:
 
 async def run_items(function: Callable[[list], list], items: list) -> list:
     """One batch through an engine in a worker thread; items that arrived packed (from a caller over JSON) are
-    answered packed, the others as they are."""
+    answered packed, the others as they are. When the batch fails, each item runs alone, so one bad item
+    answers ``{ITEM_ERROR: ...}`` for itself and its batch-mates (other requests) still get their results."""
     packed = [is_packed(item) for item in items]
-    outputs = await asyncio.to_thread(function, [unpack(item) if p else item for item, p in zip(items, packed, strict=True)])
+    plain = [unpack(item) if p else item for item, p in zip(items, packed, strict=True)]
+    try:
+        outputs = await asyncio.to_thread(function, plain)
+    except Exception:
+        if len(plain) == 1:
+            raise
+        outputs = [await _alone(function, item) for item in plain]
     return [pack(out) if p else out for out, p in zip(outputs, packed, strict=True)]
+
+
+async def _alone(function: Callable[[list], list], item: Any) -> Any:
+    try:
+        (output,) = await asyncio.to_thread(function, [item])
+        return output
+    except Exception as exc:
+        log.warning("a runner item failed alone (its batch-mates are answered): %s: %s", type(exc).__name__, exc)
+        return {ITEM_ERROR: f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
 def pick_device() -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from media.masks import runs_of
 from models import store
 from nets import sam3_arch
 from nets.sam3_arch import ARCH_FILE, CHECKPOINT
@@ -118,11 +119,12 @@ class Sam3Engine:
             with model.lock, keep_torch_threads():
                 predictor.args.conf = float(item["threshold"])
                 result = predictor(source=image, text=concepts)[0]
-                out.append({"instances": _image_instances(result, len(concepts))})
+                out.append({"instances": _image_instances(result, len(concepts), bool(item.get("with_runs")))})
         return out
 
     def segment_video(
-        self, frames: list[np.ndarray], concepts: list[str], threshold: float, max_objects: int, model: str | None = None
+        self, frames: list[np.ndarray], concepts: list[str], threshold: float, max_objects: int, model: str | None = None,
+        with_runs: bool = False,
     ) -> dict:
         """Track every instance of the concepts through ``frames`` (uint8 BGR, one size); ids stay per object."""
         concepts = _concepts(concepts)
@@ -144,7 +146,8 @@ class Sam3Engine:
                 stream = predictor(source=str(path), text=concepts, stream=True)
                 with contextlib.closing(stream):
                     for index, result in enumerate(stream):
-                        out_frames.append({"frame_id": index, "instances": _video_instances(result, len(concepts))})
+                        instances = _video_instances(result, len(concepts), with_runs)
+                        out_frames.append({"frame_id": index, "instances": instances})
         if len(out_frames) != len(frames):
             raise RuntimeError(f"SAM 3 video predictor returned {len(out_frames)} frames for {len(frames)}")
         return {"frames": out_frames}
@@ -181,23 +184,23 @@ def _bgr(image) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _image_instances(result, n_concepts: int) -> list[dict]:
+def _image_instances(result, n_concepts: int, with_runs: bool = False) -> list[dict]:
     """``Results`` of the image predictor → instance dicts. Boxes: xyxy, score, class (the concept index)."""
     boxes = result.boxes.data.float().cpu().numpy() if result.boxes is not None else np.zeros((0, 6))
     if result.masks is None or len(boxes) == 0:
         return []
-    return _instances(boxes[:, :4], boxes[:, 4], boxes[:, 5], None, result.masks.data, n_concepts)
+    return _instances(boxes[:, :4], boxes[:, 4], boxes[:, 5], None, result.masks.data, n_concepts, with_runs)
 
 
-def _video_instances(result, n_concepts: int) -> list[dict]:
+def _video_instances(result, n_concepts: int, with_runs: bool = False) -> list[dict]:
     """Video ``Results``: boxes are xyxy, object id, score, class (ultralytics' 7-column video layout)."""
     boxes = result.boxes.data.float().cpu().numpy() if result.boxes is not None else np.zeros((0, 7))
     if result.masks is None or len(boxes) == 0:
         return []
-    return _instances(boxes[:, :4], boxes[:, 5], boxes[:, 6], boxes[:, 4], result.masks.data, n_concepts)
+    return _instances(boxes[:, :4], boxes[:, 5], boxes[:, 6], boxes[:, 4], result.masks.data, n_concepts, with_runs)
 
 
-def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> list[dict]:
+def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int, with_runs: bool = False) -> list[dict]:
     from ultralytics.utils.ops import masks2segments
 
     masks = masks.bool().cpu().numpy()
@@ -221,6 +224,8 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int) -> lis
         }
         if object_ids is not None:
             instance["object_id"] = int(object_ids[i])
+        if with_runs:  # the mask itself (holes and all parts), at the size of the image this runner was sent
+            instance["runs"], instance["mask_hw"] = runs_of(masks[i]), [int(height), int(width)]
         instances.append(instance)
     return instances
 
@@ -240,11 +245,13 @@ class Sam3Runner:
 
     @bentoml.api
     async def segment_video(
-        self, frames: list, concepts: list, threshold: float, max_objects: int, model: str | None = None
+        self, frames: list, concepts: list, threshold: float, max_objects: int, model: str | None = None,
+        with_runs: bool = False,
     ) -> dict:
         packed = is_packed(frames)
         frames = unpack(frames) if packed else frames
-        tracked = await asyncio.to_thread(self.engine.segment_video, frames, concepts, threshold, max_objects, model)
+        tracked = await asyncio.to_thread(self.engine.segment_video, frames, concepts, threshold, max_objects, model,
+                                          with_runs)
         return pack(tracked) if packed else tracked
 
     @bentoml.api

@@ -14,16 +14,21 @@ import numpy as np
 
 from settings import Settings
 from tasks.base import Resized, TaskInput, resize_to_fit
+from vocab.errors import bad_request
 from vocab.items import depth_item
 from vocab.schema import DepthOptions
 
 MAX_SIDE = 1024  # larger photos are shrunk in the gateway (the model works at 518 px anyway), maps scaled back
+MAX_ASPECT = 50  # the processor scales the long side to ~518 px: a thinner image would have a short side of 0
 
 
 def decode(task_input: TaskInput, settings: Settings) -> Resized:
     from media.decode import decode_image
 
     image = decode_image(task_input.data, max_pixels=settings.max_image_pixels)
+    if max(image.width, image.height) > MAX_ASPECT * min(image.width, image.height):
+        raise bad_request(f"{task_input.task} needs an image no thinner than 1:{MAX_ASPECT}; this one is "
+                          f"{image.width}x{image.height}")
     return resize_to_fit(image.bgr, min(MAX_SIDE, max(image.width, image.height)))
 
 

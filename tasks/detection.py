@@ -53,12 +53,13 @@ def class_ids(classes: list[int | str], class_names: dict[int, str]) -> list[int
     for item in classes:
         if isinstance(item, int):
             if item not in class_names:
-                raise bad_request(f"options.classes: class id {item} is not in this model (0..{len(class_names) - 1})")
+                raise bad_request(f"options.classes: class id {str(item)[:12]} is not in this model "
+                                  f"(0..{len(class_names) - 1})")
             ids.append(item)
-        elif item.isdigit() and int(item) in class_names:
+        elif item.isascii() and item.isdigit() and len(item) <= 9 and int(item) in class_names:
             ids.append(int(item))
         elif item.lower() in by_name:
             ids.append(by_name[item.lower()])
         else:
-            raise bad_request(f"options.classes: {item!r} is not a class of this model")
+            raise bad_request(f"options.classes: {item[:100]!r} is not a class of this model")
     return sorted(set(ids))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from media.masks import coco_counts, coco_rle, resized_rle, runs_of
 from settings import Settings
 from tasks.base import Resized, TaskInput, load_video, resize_to_fit
 from vocab import progress
@@ -69,14 +70,15 @@ def decode(task_input: TaskInput, settings: Settings) -> Sam3Image | Sam3Video:
 async def run(decoded: Sam3Image | Sam3Video, task_input: TaskInput, runners) -> dict:
     options: Sam3Options = task_input.options
     model = task_input.model.store_name
+    rle = options.mask_format == "rle"
     if isinstance(decoded, Sam3Image):
-        item = sam3_image_item(model, decoded.resized.bgr, decoded.concepts, options.threshold)
+        item = sam3_image_item(model, decoded.resized.bgr, decoded.concepts, options.threshold, with_runs=rle)
         (result,) = await runners.sam3.segment_images([item])
         return result
     progress.frames(len(decoded.resized))
     segmented = progress.counter("segment", len(decoded.resized))
     result = await runners.sam3.segment_video([r.bgr for r in decoded.resized], decoded.concepts, options.threshold,
-                                              options.max_objects, model)
+                                              options.max_objects, model, rle)
     segmented(len(decoded.resized))  # one runner call tracks the whole clip
     return result
 
@@ -84,7 +86,7 @@ async def run(decoded: Sam3Image | Sam3Video, task_input: TaskInput, runners) ->
 def encode(result: dict, decoded: Sam3Image | Sam3Video, task_input: TaskInput) -> dict:
     if isinstance(decoded, Sam3Image):
         return encode_image(result, decoded, task_input.options)
-    return encode_video(result, decoded)
+    return encode_video(result, decoded, task_input.options)
 
 
 def to_detections(instances: list[dict], concepts: list[str], resized: Resized) -> Detections:
@@ -104,13 +106,17 @@ def encode_image(result: dict, decoded: Sam3Image, options: Sam3Options) -> dict
     detections = to_detections(result["instances"], decoded.concepts, decoded.resized)
     instances = detections.to_wire()
     if options.mask_format == "rle":
-        width, height = decoded.resized.resolution_wh
-        for instance, polygon in zip(instances, detections.polygons or [], strict=True):
-            instance["mask_rle"] = polygon_to_rle(polygon, width, height)
+        add_rle(instances, result["instances"], decoded.resized.resolution_wh)
     return {"concepts": decoded.concepts, "instances": instances}
 
 
-def encode_video(tracked: dict, decoded: Sam3Video) -> dict:
+def add_rle(wire: list[dict], instances: list[dict], resolution_wh: tuple[int, int]) -> None:
+    """Each instance's COCO RLE, from its mask itself at the uploaded size; ``mask_area_px`` is that mask's area."""
+    for item, instance in zip(wire, instances, strict=True):
+        item["mask_rle"], item["mask_area_px"] = resized_rle(instance["runs"], instance["mask_hw"], resolution_wh)
+
+
+def encode_video(tracked: dict, decoded: Sam3Video, options: Sam3Options) -> dict:
     from media import draw
     from media.video import annotated_h264
 
@@ -118,7 +124,10 @@ def encode_video(tracked: dict, decoded: Sam3Video) -> dict:
     per_frame = []
     for frame_index, entry in enumerate(tracked["frames"]):
         detections = to_detections(entry["instances"], decoded.concepts, decoded.resized[frame_index])
-        per_frame.append((detections, detections.to_wire()))
+        items = detections.to_wire()
+        if options.mask_format == "rle":
+            add_rle(items, entry["instances"], (video.width, video.height))
+        per_frame.append((detections, items))
 
     def annotate(index: int, canvas: np.ndarray) -> np.ndarray:
         progress.report("encode", index + 1, len(per_frame))
@@ -141,39 +150,23 @@ def encode_video(tracked: dict, decoded: Sam3Video) -> dict:
             "fps": round(video.fps, 3),
             "width": video.width,
             "height": video.height,
+            **video.stream_report(),
         },
         "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
     }
 
 
 def polygon_to_rle(polygon: np.ndarray, width: int, height: int) -> dict:
-    """COCO compressed RLE (``{"size": [h, w], "counts": str}``) of the filled outline, column-major as COCO's."""
+    """COCO compressed RLE of a filled outline (for answers that have only an outline)."""
     import cv2
 
     mask = np.zeros((height, width), dtype=np.uint8)
     points = np.round(np.asarray(polygon)).astype(np.int32).reshape(-1, 1, 2)
     if len(points) >= 3:
         cv2.fillPoly(mask, [points], 1)
-    return {"size": [height, width], "counts": rle_counts(mask)}
+    return coco_rle(mask)
 
 
 def rle_counts(mask: np.ndarray) -> str:
-    """COCO's compressed RLE string of a binary mask (pycocotools' ``maskApi.c`` rleToString, in Python)."""
-    flat = mask.flatten(order="F").astype(np.uint8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate(([0], changes, [flat.size]))
-    runs = np.diff(bounds).tolist()
-    if flat.size and flat[0] == 1:
-        runs = [0, *runs]
-    out = []
-    for index, run in enumerate(runs):
-        value = int(run) - (int(runs[index - 2]) if index > 2 else 0)
-        more = True
-        while more:
-            chunk = value & 0x1F
-            value >>= 5
-            more = (value != -1) if chunk & 0x10 else (value != 0)
-            if more:
-                chunk |= 0x20
-            out.append(chr(chunk + 48))
-    return "".join(out)
+    """COCO's compressed RLE string of a binary mask."""
+    return coco_counts(runs_of(mask))

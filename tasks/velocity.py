@@ -251,7 +251,7 @@ def encode(raw: VelocityRaw, decoded: VelocityInput, task_input: TaskInput) -> d
         width=video.width, height=video.height,
         working_wh=decoded.working_wh, meter_per_pixel=options.meter_per_pixel,
         camera_motion_subtracted=options.subtract_camera_motion, tracker=options.tracker, detector=decoded.detector,
-        flow_model=decoded.flow_model, raft_iters=options.raft_iters,
+        flow_model=decoded.flow_model, raft_iters=options.raft_iters, stream=video.stream_report(),
     )
     return VelocityResult(run, pairs, frames_seen(raw.tracks), encoded).to_wire()
 

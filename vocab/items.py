@@ -57,6 +57,7 @@ class Sam3ImageItem(TypedDict):
     image: np.ndarray  # uint8 HxWx3 BGR
     concepts: list[str]
     threshold: float
+    with_runs: bool  # also each mask itself, as run lengths (for RLE answers)
 
 
 class Sam2ImageItem(TypedDict):
@@ -87,8 +88,10 @@ def flow_item(model: str, frame0: np.ndarray, frame1: np.ndarray, iters: int = R
     return FlowItem(model=model, frame0=frame0, frame1=frame1, iters=int(iters))
 
 
-def sam3_image_item(model: str, image: np.ndarray, concepts: list[str], threshold: float) -> Sam3ImageItem:
-    return Sam3ImageItem(model=model, image=image, concepts=list(concepts), threshold=float(threshold))
+def sam3_image_item(model: str, image: np.ndarray, concepts: list[str], threshold: float,
+                    with_runs: bool = False) -> Sam3ImageItem:
+    return Sam3ImageItem(model=model, image=image, concepts=list(concepts), threshold=float(threshold),
+                         with_runs=bool(with_runs))
 
 
 def sam2_image_item(model: str, image: np.ndarray, *, bboxes: list | None = None, points: list | None = None,

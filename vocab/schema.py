@@ -21,9 +21,9 @@ def _number(lo: float, hi: float, *, integer: bool = False):
     def check(value: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be a number, got {type(value).__name__}")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number")
-        value = min(max(value, lo), hi)
+        value = min(max(value, lo), hi)  # before any float conversion: a 401-digit integer is clamped, not an error
         return int(round(value)) if integer else float(value)
 
     return BeforeValidator(check)
@@ -35,6 +35,11 @@ def _flag(value: Any) -> bool:
     return value
 
 
+MAX_CLASSES = 1000  # class ids or names in one filter
+MAX_CLASS_FILTER_CHARS = 20_000  # checked before any splitting
+MAX_PROMPT_CHARS = 2_000  # a text prompt, checked before any splitting (16 concepts of 100 characters fit)
+
+
 def _class_filter(value: Any) -> Any:
     """Class ids or names, a list or one comma-separated string → a list of ids and names (None: every class)."""
     if value is None or value == "" or value == []:
@@ -43,8 +48,10 @@ def _class_filter(value: Any) -> Any:
         raise ValueError("must be class ids or names")
     if isinstance(value, (int, str)):
         value = [value]
-    if not isinstance(value, list) or len(value) > 1000:
-        raise ValueError("must be a list of class ids or names")
+    if not isinstance(value, list) or len(value) > MAX_CLASSES:
+        raise ValueError(f"must be a list of at most {MAX_CLASSES} class ids or names")
+    if sum(len(item) for item in value if isinstance(item, str)) > MAX_CLASS_FILTER_CHARS:
+        raise ValueError(f"at most {MAX_CLASS_FILTER_CHARS:,} characters of class names")
     items: list[int | str] = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
@@ -53,7 +60,19 @@ def _class_filter(value: Any) -> Any:
             items.extend(part.strip() for part in item.split(",") if part.strip())
         else:
             items.append(item)
+    if len(items) > MAX_CLASSES:
+        raise ValueError(f"at most {MAX_CLASSES} class ids or names")
     return items or None
+
+
+def _prompt_text(value: Any) -> Any:
+    """A text prompt: a string or a list of strings, at most MAX_PROMPT_CHARS characters in all."""
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a string or a list of strings")
+    chars = len(value) if isinstance(value, str) else sum(len(v) for v in value) if isinstance(value, list) else 0
+    if chars > MAX_PROMPT_CHARS:
+        raise ValueError(f"at most {MAX_PROMPT_CHARS:,} characters (this one has {chars:,})")
+    return value
 
 
 def _tracker_name(value: Any) -> Any:
@@ -100,11 +119,7 @@ class Sam3Options(Options):
     @field_validator("text_prompt", mode="before")
     @classmethod
     def _prompt_type(cls, value: Any) -> Any:
-        if value is None:
-            return "person"
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise ValueError("must be a string or a list of strings")
-        return value
+        return "person" if value is None else _prompt_text(value)
 
 
 MAX_SAM2_PROMPTS = 64  # boxes + points of one request (each one object)
@@ -172,9 +187,7 @@ class Sam2Options(Options):
     @field_validator("text_prompt", mode="before")
     @classmethod
     def _prompt_type(cls, value: Any) -> Any:
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise ValueError("must be a string or a list of strings")
-        return value
+        return _prompt_text(value)
 
 
 class DepthOptions(Options):

@@ -9,7 +9,7 @@ second. The wire shape is the contract's (``annotated_video``, ``content_type``,
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class VelocityRun:
     flow_model: str
     raft_iters: int
     video_fps: float  # the clip's own rate, at which the annotated video plays (``fps`` differs when overridden)
+    stream: dict = field(default_factory=lambda: {"stream_cut": False})  # media.video.Video.stream_report()
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class VelocityResult:
             "detector": run.detector,
             "flow_model": run.flow_model,
             "raft_iters": run.raft_iters,
+            **run.stream,
         }
 
     def to_wire(self) -> dict:

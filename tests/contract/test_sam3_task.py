@@ -10,6 +10,7 @@ from PIL import Image
 
 from tests.conftest import b64, media
 from tests.mp4 import probe_mp4
+from tests.unit.test_sam3_prompts import rle_decode
 
 SEGMENT_KEYS = {"label", "score", "box", "bbox", "class_id", "class_name", "confidence", "instance_id",
                 "mask_polygon", "mask_area_px", "concept_index"}
@@ -48,6 +49,25 @@ def test_threshold_and_rle_option(client):
     assert len(strict) <= len(loose) and all(i["score"] >= 0.6 for i in strict)
     with_rle = infer(client, payload, threshold=0.25, mask_format="rle").json()["instances"]
     assert with_rle and all(i["mask_rle"]["size"] == [480, 640] and i["mask_rle"]["counts"] for i in with_rle)
+    for instance in with_rle:  # from the mask itself: its area is the instance's, and its outline lies on it
+        mask = rle_decode(instance["mask_rle"]["counts"], 480, 640)
+        assert int(mask.sum()) == instance["mask_area_px"] > 0
+        near = np.pad(mask, 3)  # the outline was traced at the runner's size, then scaled: within a few pixels
+        on_mask = [near[int(y):int(y) + 7, int(x):int(x) + 7].any() for x, y in instance["mask_polygon"]]
+        assert np.mean(on_mask) >= 0.95
+
+
+def test_video_offers_rle_and_says_when_the_stream_was_cut(client):
+    data = media("people-walking.mp4").read_bytes()
+    cut = base64.b64encode(data[: int(len(data) * 0.3)]).decode()
+    response = client.post("/infer", json={"task": "sam3-concept-segmentation", "payloadBase64": cut,
+                                           "options": {"max_frames": 10, "mask_format": "rle", "threshold": 0.0}})
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    assert body["metrics"]["stream_cut"] is True and "cut short" in body["metrics"]["decode_error"]
+    assert body["metrics"]["frames_processed"] == 3  # the frames before the break
+    items = [i for frame in body["frames"] for i in frame["instances"]]
+    assert items and all(int(rle_decode(i["mask_rle"]["counts"], 576, 768).sum()) == i["mask_area_px"] for i in items)
 
 
 def test_default_prompt_is_person_and_too_many_concepts_is_400(client):

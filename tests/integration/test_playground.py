@@ -337,15 +337,16 @@ def test_sam2_click_adds_a_point_and_drag_draws_a_box_in_image_pixels(pg, tmp_pa
     assert_clean(pg)
 
 
-def test_sam2_video_plays(pg, tmp_path):
-    """A video to SAM 2 without prompts: the first frame's grid of points tracked; the H.264 answer plays."""
+def test_sam2_video_plays(pg, http, tmp_path):
+    """A video to SAM 2 without prompts, as a job: the first frame's grid of points tracked; the H.264 answer plays."""
     page = pg.page
     choose(pg, "sam2-segmentation", media("people-walking.mp4"))
     page.fill("#max-frames", "3")
-    body, response = run(pg)
+    body, job = submit_job(pg)
     assert body["options"] == {"threshold": 0.25, "max_frames": 3} and body["mimeType"] == "video/mp4"
-    assert response.status == 200, response.text()
-    result = response.json()
+    page.wait_for_function("/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
+                           timeout=RUN_TIMEOUT_MS)
+    result = http.get(f"/jobs/{job['id']}/result").json()
     assert "instances" not in result and result["metrics"]["frames_processed"] == 3
     wait_playing(page)
     assert "frames_processed" in page.text_content("#tables")
