@@ -10,7 +10,7 @@ import functools
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 
 class Settings(BaseModel, frozen=True):
@@ -28,6 +28,12 @@ class Settings(BaseModel, frozen=True):
     max_video_samples: int = Field(
         200_000, description="samples an MP4/MOV index may list, checked before FFmpeg opens it (413 above)"
     )
+    max_flow_pixels: int = Field(
+        1280 * 720, description="velocity: pixels of one working frame RAFT may take (its memory grows with their square)"
+    )
+    max_flow_work: int = Field(
+        2 * 120 * 640 * 480, description="velocity: working pixels x frame pairs one request may send to RAFT (413 above)"
+    )
     max_concepts: int = Field(16, description="most SAM 3 concepts in one prompt (400 above)")
     api_key: str = Field("", description="when set, /infer needs 'Authorization: Bearer <key>'")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS ('*' for any)")
@@ -37,7 +43,12 @@ class Settings(BaseModel, frozen=True):
     device: str = Field("", description="runner device: empty picks cuda:0 when visible, else cpu; or e.g. 'cpu'")
     precision: Literal["fp16", "fp32"] = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
     warmup: Literal["auto", "always", "never"] = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
-    torch_threads: int = Field(0, description="torch CPU threads per runner process (0: every core)")
+    torch_threads: int = Field(
+        0, description="torch CPU threads per runner process (0: every core on a GPU host, half of them on a CPU host)"
+    )
+    runner_threads: str = Field(
+        "", description="per-family torch threads, e.g. 'yolo=1,flow=1' (overrides torch_threads for those runners)"
+    )
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
     runner_url_yolo: str = Field("", description="URL of a YOLO runner served on its own (empty: started locally)")
     runner_url_sam3: str = Field("", description="URL of a SAM 3 runner served on its own (empty: started locally)")
@@ -52,9 +63,26 @@ class Settings(BaseModel, frozen=True):
     jobs_retention_s: float = Field(86_400.0, gt=0, description="a finished job and its result are deleted this long after it ends")
     jobs_max_result_bytes: int = Field(1024 * 1024 * 1024, ge=0, description="results kept on disk at most; the oldest are deleted first")
 
+    def runner_threads_for(self, family: str) -> int:
+        """``runner_threads``' count for ``family`` (0: not set)."""
+        for part in self.runner_threads.split(","):
+            name, _, count = part.partition("=")
+            if name.strip() == family:
+                return int(count)
+        return 0
+
     def runner_url(self, family: str) -> str:
         """The URL of the ``family`` runner when it is served elsewhere; empty when the gateway starts it."""
         return getattr(self, f"runner_url_{family}", "")
+
+    @field_validator("runner_threads")
+    @classmethod
+    def _threads_map(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, count = part.partition("=")
+            if not sep or not name.strip() or not count.strip().isdigit() or int(count) < 1:
+                raise ValueError(f"{part!r}: expected family=threads, e.g. 'yolo=1,flow=1'")
+        return value
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -155,9 +155,26 @@ def use_half(device: str) -> bool:
 _THREADS: list[int] = []  # the thread count ``use_all_cores`` chose for this process (empty: none chosen)
 
 
+def cpu_budget(family: str, device: str) -> int:
+    """The torch threads a runner process takes: ``PERCEPTION_RUNNER_THREADS`` for its family, else
+    ``PERCEPTION_TORCH_THREADS``, else every core on a GPU host (the CPU only feeds the GPU) and half of them on a
+    CPU host, so one long request (velocity's RAFT) cannot take every core from the others' short ones."""
+    settings = get_settings()
+    cores = os.cpu_count() or 1
+    default = cores if device.startswith("cuda") else max(1, cores // 2)
+    return settings.runner_threads_for(family) or settings.torch_threads or default
+
+
+def use_cpu_budget(family: str, device: str) -> None:
+    """Set this runner process's torch threads to its budget (importing ultralytics sets them to cores - 1)."""
+    import torch
+
+    _THREADS[:] = [cpu_budget(family, device)]
+    torch.set_num_threads(_THREADS[0])
+
+
 def use_all_cores() -> None:
-    """Give this process's torch every core (``PERCEPTION_TORCH_THREADS`` to cap it). Importing ultralytics
-    sets torch's threads process-wide to cores - 1 (1 on a 2-core machine); a runner process wants them all."""
+    """Every core for this process's torch (the library baselines, which run alone)."""
     import torch
 
     _THREADS[:] = [get_settings().torch_threads or os.cpu_count() or 1]
@@ -172,7 +189,7 @@ def keep_torch_threads():
     torch's count is per OS thread (OpenMP), and a new thread starts from the count last set anywhere: the
     worker threads that run runner calls (``asyncio.to_thread``) do not all have the same one. CPU float sums
     depend on it, so the same request could answer differently depending on the worker that ran it. Once
-    ``use_all_cores`` has chosen a count, every call runs at that count; before, the count found is kept."""
+    ``use_cpu_budget`` has chosen a count, every call runs at that count; before, the count found is kept."""
     import torch
 
     before = torch.get_num_threads()

@@ -33,7 +33,7 @@ from runners.common import (
     run_items,
     runner_service,
     should_warm_up,
-    use_all_cores,
+    use_cpu_budget,
     use_half,
 )
 from settings import get_settings
@@ -124,7 +124,7 @@ def _check_image(image: Any) -> None:
 class DepthRunner:
     def __init__(self) -> None:
         self.engine = DepthEngine.from_store()
-        use_all_cores()
+        use_cpu_budget("depth", self.engine.device)
         if should_warm_up(self.engine.device):
             self.engine.estimate([depth_item(name, blank_bgr()) for name in self.engine.models])
 

@@ -32,7 +32,7 @@ from runners.common import (
     run_items,
     runner_service,
     should_warm_up,
-    use_all_cores,
+    use_cpu_budget,
     use_half,
 )
 from settings import get_settings
@@ -138,7 +138,7 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
 class FlowRunner:
     def __init__(self) -> None:
         self.engine = FlowEngine.from_store()
-        use_all_cores()
+        use_cpu_budget("flow", self.engine.device)
         if should_warm_up(self.engine.device):
             self.engine.flow([flow_item(name, blank_bgr(360, 640), blank_bgr(360, 640)) for name in self.engine.models])
 

@@ -37,7 +37,7 @@ from runners.common import (
     run_items,
     runner_service,
     should_warm_up,
-    use_all_cores,
+    use_cpu_budget,
     use_half,
     write_lossless_video,
 )
@@ -182,7 +182,7 @@ def instances_of(result) -> list[dict]:
 class Sam2Runner:
     def __init__(self) -> None:
         self.engine = Sam2Engine.from_store()
-        use_all_cores()
+        use_cpu_budget("sam2", self.engine.device)
         if should_warm_up(self.engine.device):
             self.engine.segment_images([sam2_image_item(name, blank_bgr(), bboxes=[[100, 100, 300, 300]])
                                         for name in self.engine.models])

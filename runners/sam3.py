@@ -40,7 +40,7 @@ from runners.common import (
     run_items,
     runner_service,
     should_warm_up,
-    use_all_cores,
+    use_cpu_budget,
     use_half,
     write_lossless_video,
 )
@@ -234,7 +234,7 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int, with_r
 class Sam3Runner:
     def __init__(self) -> None:
         self.engine = Sam3Engine.from_store()
-        use_all_cores()
+        use_cpu_budget("sam3", self.engine.device)
         if should_warm_up(self.engine.device):
             self.engine.segment_images([sam3_image_item(name, blank_bgr(), ["person"], 0.25)
                                         for name in self.engine.models])

@@ -27,7 +27,7 @@ from runners.common import (
     run_items,
     runner_service,
     should_warm_up,
-    use_all_cores,
+    use_cpu_budget,
     use_half,
 )
 from settings import get_settings
@@ -124,7 +124,7 @@ def _hashable(value: Any) -> Any:
 class YoloRunner:
     def __init__(self) -> None:
         self.engine = YoloEngine.from_store()
-        use_all_cores()
+        use_cpu_budget("yolo", self.engine.device)
         if should_warm_up(self.engine.device):
             self.engine.predict([yolo_item(name, blank_bgr(), imgsz=640, threshold=0.25) for name in self.engine.models])
 

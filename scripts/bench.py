@@ -223,6 +223,30 @@ def best_library_throughput(task: str, path: Path, options: dict, batches: list[
     return best
 
 
+def beside(args, request: dict, alone: dict) -> dict:
+    """The same measurement again while one request of ``args.beside`` after another runs beside it."""
+    media_name, options = WORKLOADS[args.beside]
+    other = prepared(args.beside, media_path(media_name), {"threshold": 0.25, **options, **args.beside_options}, "json")
+    stop, done = threading.Event(), []
+
+    def loop() -> None:
+        with httpx.Client(timeout=600) as client:
+            while not stop.is_set():
+                done.append(client.post(f"{args.url}/infer", **other).status_code)
+
+    runner = threading.Thread(target=loop, daemon=True)
+    runner.start()
+    time.sleep(2.0)  # the request beside is under way (decoded, in its runners) before measuring
+    try:
+        loaded = run_http(args.url, request, args.concurrency, args.requests, args.duration)
+    finally:
+        stop.set()
+        runner.join()
+    return {"beside": args.beside, "beside_requests": len(done), "beside_statuses": sorted(set(done)),
+            "p50_beside_ms": loaded["p50_ms"], "p95_beside_ms": loaded["p95_ms"],
+            "beside_over_alone_p50": loaded["p50_ms"] / alone["p50_ms"]}
+
+
 def compare(row: dict, baseline: Baseline, interleave: bool, task: str, path: Path, options: dict, args) -> dict:
     """Like for like: p50 against p50 at concurrency 1; throughput against the library's best above it."""
     if not interleave:
@@ -256,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-batches", default="1,8,32,64",
                         help="batch sizes tried for the library's best throughput (concurrency above 1)")
     parser.add_argument("--baseline-seconds", type=float, default=3.0, help="time per batch size tried")
+    parser.add_argument("--beside", help="measure each task again while this task runs in a loop beside it "
+                        "(e.g. velocity-estimation): the p50 alone, beside, and their ratio")
+    parser.add_argument("--beside-options", type=json.loads, default={"max_frames": 8},
+                        help="options of the task running beside (default: an 8-frame velocity request)")
     parser.add_argument("--seed-baseline", action="store_true", help="also time the original backend's path")
     parser.add_argument("--upload", default="json",
                         help="comma-separated forms of the request, each its own row: json (base64), multipart, raw")
@@ -282,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                           between=baseline if interleave else None)}
         if baseline is not None:
             row.update(compare(row, baseline, interleave, task, path, options, args))
+        if args.beside:
+            row.update(beside(args, prepared(task, path, options, upload), row))
         rows.append(row)
         if args.seed_baseline and task in SEED and upload == uploads[0]:
             seed = Baseline(task, path, options, None, SEED)
@@ -303,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.get('library_best_rps', nan):>9.1f} {r.get('service_over_library_best_rps', nan):>9.2f} "
               f"{r.get('request_bytes', nan) / 1024:>9.1f} {cpu if cpu is not None else nan:>9.2f}")
     for r in rows:
+        if r.get("beside"):
+            print(f"  {r['task']}: p50 {r['p50_ms']:.1f} ms alone, {r['p50_beside_ms']:.1f} ms beside {r['beside']} "
+                  f"({r['beside_over_alone_p50']:.2f}x; {r['beside_requests']} of those ran)")
         if r.get("server_timing_ms"):
             print(f"  {r['task']} ({r.get('upload', '')}): mean ms per stage " +
                   ", ".join(f"{name} {ms:.1f}" for name, ms in r["server_timing_ms"].items()))

@@ -50,6 +50,7 @@ from tasks.base import TaskInput, load_video, offload
 from tasks.detection import class_ids, model_class_names
 from vocab import progress
 from vocab.detections import Detections
+from vocab.errors import too_large
 from vocab.items import (
     FLOW_LATENCY_FACTOR,
     FLOW_MAX_BATCH,
@@ -209,11 +210,26 @@ def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
     video = load_video(task_input.data, options.max_frames, settings, MIN_FRAMES)
     progress.frames(len(video.frames))
     working_wh = working_size_wh((video.width, video.height), options.imgsz)
+    pairs = min(options.max_pairs, len(video.frames) - 1)
+    check_flow_budget(working_wh, pairs, settings)
     working = [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in video.frames]
     return VelocityInput(video, working, working_wh, (video.width / working_wh[0], video.height / working_wh[1]),
-                         min(options.max_pairs, len(working) - 1), detector.store_name, detector.tag,
+                         pairs, detector.store_name, detector.tag,
                          flow_model.store_name, options.fps or video.fps,
                          FLOW_LATENCY_FACTOR * settings.runner_max_latency_ms / 1000)
+
+
+def check_flow_budget(working_wh: tuple[int, int], pairs: int, settings: Settings) -> None:
+    """RAFT's memory grows with the square of a frame's pixels (its all-pairs correlation volume) and its time
+    with the pairs: both are bounded before any flow runs (a 413 that names the limit and what to lower)."""
+    width, height = working_wh
+    if width * height > settings.max_flow_pixels:
+        raise too_large(f"velocity's flow works at {width}x{height} = {width * height:,} pixels a frame, over the "
+                        f"limit of {settings.max_flow_pixels:,} (PERCEPTION_MAX_FLOW_PIXELS): lower options.imgsz")
+    if width * height * pairs > settings.max_flow_work:
+        raise too_large(f"velocity's flow over {pairs} pairs at {width}x{height} is {width * height * pairs:,} "
+                        f"pixel-pairs, over the limit of {settings.max_flow_work:,} (PERCEPTION_MAX_FLOW_WORK): lower "
+                        f"options.imgsz, options.max_pairs or options.max_frames")
 
 
 def models_of(task_input: TaskInput):

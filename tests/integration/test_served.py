@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -89,6 +90,7 @@ def test_health_and_metrics(http):
     assert health["ok"] is True and health["cuda"] is False and health["ready"] is True
     assert health["models"]["object-detection"]["weights"] == "random-init"
     assert "yolo26n" in health["placeholders"]
+    assert http.post("/infer", json={"task": "nope", "payloadBase64": "AAAA"}).status_code == 400  # counted as invalid
     metrics = http.get("/metrics")
     assert metrics.status_code == 200
     assert 'perception_requests_total{status="200",task="object-detection"}' in metrics.text
@@ -249,3 +251,54 @@ def test_stage_timings_reach_the_metrics(http):
     for stage in ("decode", "runner", "encode"):
         (line,) = [c for c in counts if f'stage="{stage}"' in c]
         assert float(line.rsplit(" ", 1)[1]) >= 1, line
+
+
+def test_bench_measures_a_task_alone_and_beside_a_long_one(server):
+    """The isolation figure's measurement: detection's p50 alone, then while velocity requests run beside it."""
+    import os
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--url", server.base, "--tasks", "object-detection", "--requests", "4",
+         "--beside", "velocity-estimation", "--beside-options", '{"max_frames": 3, "imgsz": 128, "raft_iters": 1}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("BENCH ")).removeprefix("BENCH "))["rows"]
+    assert row["beside"] == "velocity-estimation" and row["beside_requests"] >= 1 and row["beside_statuses"] == [200]
+    assert row["beside_over_alone_p50"] == pytest.approx(row["p50_beside_ms"] / row["p50_ms"])
+
+
+def test_health_answers_within_a_second_while_hostile_requests_run(http, server):
+    """Nothing CPU-heavy on the event loop: while bombs, a 20 MB JSON body, a prompt of commas and a video are
+    being refused or served, /health keeps answering in well under a second."""
+    import threading
+    import time
+
+    from tests.unit.test_hostile_images import scan_bomb
+    from tests.unit.test_hostile_videos import with_stsz_count
+
+    clip = media("people-walking.mp4").read_bytes()
+    photo = b64(media("messi5.jpg"))
+    bodies = [
+        {"task": "object-detection", "payloadBase64": base64.b64encode(scan_bomb(400)).decode()},
+        {"task": "velocity-estimation", "payloadBase64": base64.b64encode(with_stsz_count(clip, 60_000_000)).decode()},
+        {"task": "sam3-concept-segmentation", "payloadBase64": photo, "options": {"text_prompt": "," * 60_000}},
+        {"task": "object-detection", "payloadBase64": photo, "options": {"padding": "x" * 20_000_000}},
+        {"task": "sam3-concept-segmentation", "payloadBase64": base64.b64encode(clip).decode(),
+         "options": {"max_frames": 4}},
+    ]
+    statuses: list[int] = []
+    workers = [threading.Thread(target=lambda b=b: statuses.append(httpx.post(f"{server.base}/infer", json=b,
+                                                                              timeout=300).status_code))
+               for b in bodies]
+    for worker in workers:
+        worker.start()
+    slowest = 0.0
+    while any(worker.is_alive() for worker in workers):
+        started = time.perf_counter()
+        assert http.get("/health").status_code == 200
+        slowest = max(slowest, time.perf_counter() - started)
+        time.sleep(0.1)
+    assert sorted(statuses) == [200, 200, 400, 413, 413], statuses
+    assert slowest < 1.0, f"/health took {slowest:.2f} s"

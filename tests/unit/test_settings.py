@@ -48,3 +48,24 @@ def test_importing_the_gateway_loads_no_torch_and_no_import_tooling():
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_runner_cpu_budgets(monkeypatch):
+    import runners.common as common
+
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 8)
+    for env, family, device, threads in [
+        ({}, "flow", "cpu", 4),  # half the cores on a CPU host: one long request leaves the rest to the others
+        ({}, "flow", "cuda:0", 8),  # every core where the GPU does the work
+        ({"PERCEPTION_TORCH_THREADS": "3"}, "yolo", "cpu", 3),
+        ({"PERCEPTION_RUNNER_THREADS": "yolo=1,flow=2", "PERCEPTION_TORCH_THREADS": "3"}, "flow", "cpu", 2),
+        ({"PERCEPTION_RUNNER_THREADS": "yolo=1"}, "depth", "cpu", 4),
+    ]:
+        monkeypatch.setattr(common, "get_settings", lambda env=env: Settings.from_env(env))
+        assert common.cpu_budget(family, device) == threads, (env, family, device)
+
+
+@pytest.mark.parametrize("value", ["yolo", "yolo=0", "=2", "yolo=two"])
+def test_runner_threads_must_be_family_equals_count(value):
+    with pytest.raises(SettingsError, match="PERCEPTION_RUNNER_THREADS"):
+        Settings.from_env({"PERCEPTION_RUNNER_THREADS": value})
