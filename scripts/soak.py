@@ -55,6 +55,14 @@ def requests_mix() -> list[dict]:
     return mix
 
 
+BAD_INPUTS = 3  # the mix's last entries: each must be refused with a 400
+
+
+def expected_of(mix: list[dict], body: dict) -> str:
+    """"good" (must answer 200, or 503 when shed under overload) or "bad" (must answer 400)."""
+    return "bad" if any(body is bad for bad in mix[-BAD_INPUTS:]) else "good"
+
+
 def process_name(process: psutil.Process) -> str:
     """The BentoML service a worker process serves (``--service-name``), else its role."""
     try:
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://127.0.0.1:{port}"
     statuses: dict[str, int] = {}
     by_task: dict[str, dict[str, int]] = {}
+    by_kind: dict[str, dict[str, int]] = {}  # "good" / "bad" inputs → status → count
     samples: list[dict] = []
     lock = threading.Lock()
     done = threading.Event()
@@ -149,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                         statuses[status] = statuses.get(status, 0) + 1
                         counts = by_task.setdefault(body["task"], {})
                         counts[status] = counts.get(status, 0) + 1
+                        kind = by_kind.setdefault(expected_of(mix, body), {})
+                        kind[status] = kind.get(status, 0) + 1
 
         def phase(minutes: float) -> None:
             stop_at = time.monotonic() + minutes * 60
@@ -162,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         before, temp_before = tree_stats(server.pid), temp_entries()
         statuses.clear()
         by_task.clear()
+        by_kind.clear()
         started = time.monotonic()
         phase(args.minutes)
         elapsed = time.monotonic() - started
@@ -190,11 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     windowed = {name: round(mean_mb(last, name) - mean_mb(first, name), 1) for name in names}
     windowed_total = round(mean_mb(last) - mean_mb(first), 1)
     server_errors = sum(n for s, n in statuses.items() if not s.isdigit() or s.startswith("5") and s != "503")
+    good, bad = by_kind.get("good", {}), by_kind.get("bad", {})
+    shed_share = round(good.get("503", 0) / max(sum(good.values()), 1), 3)
     growth = {name: round(mb - before["per_process_mb"].get(name, 0.0), 1)
               for name, mb in after["per_process_mb"].items()}
     report = {
         "requests": sum(statuses.values()), "seconds": round(elapsed, 1), "clients": args.clients,
-        "statuses": statuses, "by_task": by_task, "server_errors": server_errors,
+        "statuses": statuses, "by_task": by_task, "by_input": by_kind, "server_errors": server_errors,
+        "good_inputs_shed_share": shed_share,
         "rss_mb_before": round(before["rss_mb"], 1), "rss_mb_after": round(after["rss_mb"], 1),
         "rss_growth_mb": round(after["rss_mb"] - before["rss_mb"], 1), "rss_growth_mb_per_process": growth,
         "rss_window_s": window, "rss_mb_first_window": mean_mb(first), "rss_mb_last_window": mean_mb(last),
@@ -204,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     checks = {
         "no 5xx (503 under overload allowed)": server_errors == 0,
+        f"good inputs answer 200 (or 503 when shed: {shed_share:.1%} of them)": set(good) <= {"200", "503"}
+        and good.get("200", 0) > 0,
+        "bad inputs answer 400": set(bad) == {"400"},
         f"RSS growth <= {args.max_growth_mb} MB (mean of the last window - mean of the first)":
             windowed_total <= args.max_growth_mb,
         "fds flat (±8)": abs(after["fds"] - before["fds"]) <= 8,
