@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,7 +48,9 @@ def requests_mix() -> list[dict]:
         {"task": "pose-estimation", "payloadBase64": photo},
         {"task": "depth-estimation", "payloadBase64": png},
         {"task": "sam3-concept-segmentation", "payloadBase64": photo, "options": {"text_prompt": "person"}},
-        {"task": "velocity-estimation", "payloadBase64": video, "options": {"max_frames": 6, "imgsz": 256}},
+        {"task": "velocity-estimation", "payloadBase64": video, "options": {"max_frames": 6, "imgsz": 256},
+         "_media": "video"},
+        {"task": "sam3-concept-segmentation", "payloadBase64": video, "options": {"max_frames": 4}, "_media": "video"},
         {"task": "object-detection", "payloadBase64": "not base64 %%%"},  # bad inputs belong in a soak too
         {"task": "object-detection", "payloadBase64": video},
         {"task": "nope", "payloadBase64": photo},
@@ -56,6 +59,25 @@ def requests_mix() -> list[dict]:
 
 
 BAD_INPUTS = 3  # the mix's last entries: each must be refused with a 400
+
+
+def strip(body: dict) -> dict:
+    return {k: v for k, v in body.items() if not k.startswith("_")}
+
+
+def run_job(client: httpx.Client, base: str, body: dict) -> str:
+    """The job path: submit, poll until it ends, fetch the result; its status is the result's (like /infer's)."""
+    submitted = client.post(f"{base}/jobs", json=strip(body))
+    if submitted.status_code != 202:
+        return f"job-{submitted.status_code}"
+    job = submitted.json()["id"]
+    while client.get(f"{base}/jobs/{job}").json().get("status") in ("queued", "running"):
+        time.sleep(0.5)
+    return str(client.get(f"{base}/jobs/{job}/result").status_code)
+
+
+def disk_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
 def expected_of(mix: list[dict], body: dict) -> str:
@@ -109,10 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-growth-mb", type=float, default=150.0)
     parser.add_argument("--sample-seconds", type=float, default=10.0, help="memory sampling period")
     parser.add_argument("--log", type=Path, default=ROOT / ".cache" / "soak" / "serve.log", help="the server's log")
+    parser.add_argument("--jobs-share", type=float, default=0.3,
+                        help="share of video requests sent as jobs (submit, poll, result) instead of /infer")
+    parser.add_argument("--jobs-budget-mb", type=float, default=64.0,
+                        help="PERCEPTION_JOBS_MAX_RESULT_BYTES for the soak: the job store's disk must stay under it")
     args = parser.parse_args(argv)
 
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "WEIGHTS": os.environ.get("WEIGHTS", "random-init")}
+    jobs_dir = Path(tempfile.mkdtemp(prefix="soak-jobs-"))
+    env = {**os.environ, "PORT": str(port), "WEIGHTS": os.environ.get("WEIGHTS", "random-init"),
+           "PERCEPTION_JOBS_DIR": str(jobs_dir), "PERCEPTION_JOBS_RETENTION_S": "60",
+           "PERCEPTION_JOBS_MAX_RESULT_BYTES": str(int(args.jobs_budget_mb * 2**20))}
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with open(args.log, "wb") as log:
         server = subprocess.Popen(["make", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -143,15 +172,19 @@ def main(argv: list[str] | None = None) -> int:
             while not done.wait(args.sample_seconds):
                 stats = tree_stats(server.pid)
                 samples.append({"t_s": round(time.monotonic() - t0), "rss_mb": round(stats["rss_mb"], 1),
-                                "fds": stats["fds"], **stats["per_process_mb"]})
+                                "fds": stats["fds"], "jobs_disk_mb": round(disk_mb(jobs_dir), 2),
+                                **stats["per_process_mb"]})
 
         def client_loop(stop_at: float, seed: int) -> None:
             rng = random.Random(seed)
             with httpx.Client(timeout=300) as client:
                 while time.monotonic() < stop_at:
                     body = rng.choice(mix)
+                    as_job = expected_of(mix, body) == "good" and "video" in body.get("_media", "") \
+                        and rng.random() < args.jobs_share
                     try:
-                        status = str(client.post(f"{base}/infer", json=body).status_code)
+                        status = run_job(client, base, body) if as_job else str(
+                            client.post(f"{base}/infer", json=strip(body)).status_code)
                     except httpx.HTTPError as exc:
                         status = type(exc).__name__
                     with lock:
@@ -187,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+        shutil.rmtree(jobs_dir, ignore_errors=True)
 
     # In-flight requests hold buffers (a depth map, a batch of frames): one sample swings by ±150 MB. The
     # growth judged is between the mean of the measured phase's first and last window (a minute, or a third).
@@ -203,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     windowed_total = round(mean_mb(last) - mean_mb(first), 1)
     server_errors = sum(n for s, n in statuses.items() if not s.isdigit() or s.startswith("5") and s != "503")
     good, bad = by_kind.get("good", {}), by_kind.get("bad", {})
-    shed_share = round(good.get("503", 0) / max(sum(good.values()), 1), 3)
+    shed_share = round((good.get("503", 0) + good.get("job-429", 0)) / max(sum(good.values()), 1), 3)
     growth = {name: round(mb - before["per_process_mb"].get(name, 0.0), 1)
               for name, mb in after["per_process_mb"].items()}
     report = {
@@ -216,15 +250,18 @@ def main(argv: list[str] | None = None) -> int:
         "rss_growth_mb_windowed": windowed_total, "rss_growth_mb_windowed_per_process": windowed,
         "fds_before": before["fds"], "fds_after": after["fds"],
         "temp_files_added": sorted(temp_after - temp_before), "samples": samples,
+        "jobs_disk_mb_max": max((x.get("jobs_disk_mb", 0.0) for x in samples), default=0.0),
     }
     checks = {
         "no 5xx (503 under overload allowed)": server_errors == 0,
-        f"good inputs answer 200 (or 503 when shed: {shed_share:.1%} of them)": set(good) <= {"200", "503"}
+        f"good inputs answer 200 (or 503 / a job's 429 when shed: {shed_share:.1%} of them)": set(good) <= {"200", "503", "job-429"}
         and good.get("200", 0) > 0,
         "bad inputs answer 400": set(bad) == {"400"},
         f"RSS growth <= {args.max_growth_mb} MB (mean of the last window - mean of the first)":
             windowed_total <= args.max_growth_mb,
         "fds flat (±8)": abs(after["fds"] - before["fds"]) <= 8,
+        f"job store on disk <= its budget ({args.jobs_budget_mb:g} MB) + 8 MB of SQLite overhead":
+            max((x.get("jobs_disk_mb", 0.0) for x in samples), default=0.0) <= args.jobs_budget_mb + 8,
         "no temp files left": not report["temp_files_added"],
     }
     for sample in samples:
