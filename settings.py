@@ -18,6 +18,9 @@ class Settings(BaseModel, frozen=True):
     body_read_timeout_s: float = Field(
         60.0, description="seconds a request body may take to arrive (408 after): a stalled upload frees its slot"
     )
+    decode_timeout_s: float = Field(
+        120.0, description="seconds decoding one upload (image, or a video's frames) may take; 413 after"
+    )
     max_image_pixels: int = Field(40_000_000, description="largest decoded image, width × height (413 above)")
     max_video_pixels: int = Field(3840 * 2160, description="largest video frame, width × height (413 above)")
     max_video_seconds: float = Field(600.0, description="longest video accepted, by its header (413 above)")

@@ -7,6 +7,7 @@ task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from media.decode import decode_base64, sniff
@@ -16,7 +17,7 @@ from settings import Settings
 from tasks.base import TaskInput, TaskModule, TaskSpec, offload
 from tasks.registry import REGISTRY, TASKS
 from vocab import progress
-from vocab.errors import bad_request
+from vocab.errors import bad_request, too_large
 from vocab.schema import InferRequest, Options, UploadRequest, parse_options, parse_request
 from vocab.timing import stage
 
@@ -30,12 +31,22 @@ async def run_task(module: TaskModule, task_input: TaskInput, runners: Any, sett
     """A task module's three steps; ``decode`` and ``encode`` in a worker thread, never on the event loop."""
     progress.report("decode")
     with stage("decode"):
-        decoded = await offload(module.decode, task_input, settings)
+        decoded = await within(offload(module.decode, task_input, settings), settings.decode_timeout_s, task_input)
     with stage("runner"):
         raw = await module.run(decoded, task_input, runners)
     progress.report("encode")
     with stage("encode"):
         return await offload(module.encode, raw, decoded, task_input)
+
+
+async def within(decoding, deadline_s: float, task_input: TaskInput) -> Any:
+    """A decode that runs past its deadline answers a 413 instead of holding the request (its worker thread
+    cannot be stopped and finishes on its own; the JPEG-scan, pixel and frame budgets keep that bounded)."""
+    try:
+        return await asyncio.wait_for(decoding, deadline_s)
+    except TimeoutError:
+        raise too_large(f"decoding the {task_input.media_kind} took longer than {deadline_s:g} s "
+                        f"(PERCEPTION_DECODE_TIMEOUT_S): send a smaller file or ask for fewer frames") from None
 
 
 def validate(body: Any) -> tuple[TaskSpec, InferRequest, Options]:

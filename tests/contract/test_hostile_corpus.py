@@ -54,9 +54,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_hostile_corpus(gateway, name):
+def test_hostile_corpus(gateway, monkeypatch, name):
     task, payload, options, overrides, status, fragment = CASES[name]
     body = {"task": task, "payloadBase64": base64.b64encode(payload()).decode(), "options": options}
+    monkeypatch.setattr(gateway, "settings", Settings(**overrides))  # what the tasks read
     with in_process_client(gateway, Settings(**overrides)) as client:
         started = time.perf_counter()
         response = client.post("/infer", json=body)
@@ -75,3 +76,11 @@ def test_xmp_orientation_is_ignored_as_browsers_ignore_it(client):
                                            "payloadBase64": base64.b64encode(jpeg(image, xmp=XMP_ROTATED)).decode()})
     assert response.status_code == 200
     assert (response.json()["width"], response.json()["height"]) == (548, 342)  # not turned to 342x548
+
+
+def test_a_decode_past_its_deadline_is_a_413(gateway, monkeypatch, client):
+    monkeypatch.setattr(gateway, "settings", Settings(decode_timeout_s=1e-6))
+    response = client.post("/infer", json={"task": "object-detection",
+                                           "payloadBase64": base64.b64encode(photo()).decode()})
+    assert response.status_code == 413 and "took longer than 1e-06 s" in response.json()["error"]
+    assert client.get("/health").json()["ok"] is True
