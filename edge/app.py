@@ -4,7 +4,7 @@
 (``get_gateway`` is ``bentoml.get_current_service``); tests pass the in-process gateway instead. The gateway
 does the work: ``await gateway.infer(body)`` and ``await gateway.health()``. ``/infer``'s body arrives as JSON,
 multipart or the file itself (``edge/uploads.py`` turns each into the same request). Every non-2xx answer, 404
-and 405 included, comes from ``edge/errors.py``.
+and 405 included, comes from ``edge/errors.py``. ``GET /openapi.json`` describes these routes (``edge/openapi.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from edge import jobs
+from edge import jobs, openapi
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
 from edge.uploads import read_request_within
@@ -113,12 +113,16 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         except Exception as exc:
             return error_response(exc, request_id_of(request.headers))
 
+    async def openapi_json(request: Request) -> Response:
+        return json_response(openapi.document(), 200, request_id_of(request.headers))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         return error_response(exc, request_id_of(request.headers))
 
     routes = [
         Route("/infer", infer, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         *jobs.routes(job_service := jobs.JobService(get_gateway, settings)),
         Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
     ]

@@ -15,8 +15,9 @@ from edge.errors import error_response, request_id_of
 from settings import get_settings
 from vocab.errors import unauthorized
 
-# Open without a key: health probes, and the playground's static page (it asks for the key itself).
-OPEN_PATHS = ("/health", "/livez", "/readyz", "/healthz")
+# Open without a key: health probes, the API's description (it holds no secret), and the playground's static
+# page (it asks for the key itself).
+OPEN_PATHS = ("/health", "/livez", "/readyz", "/healthz", "/openapi.json")
 OPEN_PREFIXES = ("/playground",)
 
 

@@ -51,6 +51,14 @@ def test_routing_errors_are_json_on_the_real_server(http, method, path, status):
     assert response.json()["error"] and response.headers["x-request-id"] == "served-1"
 
 
+def test_openapi_document_is_ours_on_the_real_server(http):
+    """Our app is mounted on BentoML's: /openapi.json reaches it (BentoML's own is /docs.json)."""
+    from edge.openapi import document
+
+    response = http.get("/openapi.json")
+    assert response.status_code == 200 and response.json() == json.loads(json.dumps(document()))
+
+
 def test_served_answer_equals_in_process_answer(http, client):
     """The same request through the processes (pickled batches) and in process gives the same detections."""
     body = client_request("object-detection", media("basketball1.png"), "yolo26n.pt")
