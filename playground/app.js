@@ -1,6 +1,7 @@
 // The playground: ES modules, no dependencies, no network requests beyond this server's /infer, /jobs and /health.
 // It sends exactly the JSON any client sends: {task, model, payloadBase64, mimeType, options}.
 
+import { speedChart } from "./chart.js";
 import { runAsJob } from "./jobs.js";
 
 const INFER_URL = new URL("../infer", location.href);
@@ -387,6 +388,7 @@ function velocityTables(velocity) {
   const rows = [...tracks.entries()]
     .sort(([a], [b]) => a - b)
     .map(([id, t]) => [id, t.cls, t.speeds.length, median(t.flows), median(t.speeds)]);
+  $("#tables").append(speedChart(velocity)); // chart.js: the same speeds over time, a line per track
   table(
     `Per-track speeds (${velocity.mode ?? "per_track"}, ${fmt(velocity.fps, 2)} fps, ${fmt(velocity.meter_per_pixel, 4)} m/px)`,
     ["track", "class", "frames", "median flow px/frame", "median speed m/s"], rows, [0, 2, 3, 4],

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import types
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -131,13 +133,23 @@ def test_page_and_assets_are_served(http):
     assert redirect.status_code in (301, 307) and redirect.headers["location"].endswith("/playground/")
     page = http.get("/playground/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    for asset, kind in (("app.js", "javascript"), ("style.css", "text/css"), ("samples/messi5.jpg", "image/jpeg"),
-                        ("samples/people-walking.mp4", "video/mp4")):
+    for asset, kind in (("app.js", "javascript"), ("chart.js", "javascript"), ("style.css", "text/css"),
+                        ("samples/messi5.jpg", "image/jpeg"), ("samples/people-walking.mp4", "video/mp4")):
         response = http.get(f"/playground/{asset}")
         assert response.status_code == 200 and kind in response.headers["content-type"], asset
     assert http.get("/playground/../service.py").status_code == 404
-    for text in (page.text, http.get("/playground/app.js").text, http.get("/playground/style.css").text):
+    chart = http.get("/playground/chart.js").text.replace('"http://www.w3.org/2000/svg"', "")  # a name, not a URL
+    for text in (page.text, http.get("/playground/app.js").text, http.get("/playground/style.css").text, chart):
         assert "http://" not in text and "https://" not in text and "@import" not in text
+
+
+def test_speed_chart_colours_are_the_annotated_videos():
+    """chart.js's track colours are media/draw.py's PALETTE (BGR there), so a line matches its box in the video."""
+    from media.draw import PALETTE
+
+    text = (ROOT / "playground" / "chart.js").read_text()
+    block = re.search(r"TRACK_PALETTE = \[(.*?)\];", text, re.S).group(1)
+    assert re.findall(r'"#([0-9a-f]{6})"', block) == [f"{r:02x}{g:02x}{b:02x}" for b, g, r in PALETTE]
 
 
 def test_object_detection_is_drawn_over_the_photo(pg, tmp_path):
@@ -286,6 +298,7 @@ def test_velocity_runs_as_a_job_with_a_progress_bar_and_plays_with_per_track_spe
     wait_playing(page)
     tables = page.text_content("#tables")
     assert "Per-track speeds" in tables and "frames_processed" in tables
+    assert_speed_chart(page, result.json()["velocity"])
     seen = page.evaluate("window.barSeen")
     stages = [text.split(":")[1].split()[0] for text, _ in seen if ":" in text]
     assert "flow" in stages and stages[-1] == "encode" and seen[-1][1] == 1, seen
@@ -293,6 +306,57 @@ def test_velocity_runs_as_a_job_with_a_progress_bar_and_plays_with_per_track_spe
     assert not page.is_visible("#job-cancel")
     save_screenshot(page, "playground-velocity-estimation.png", tmp_path)
     assert_clean(pg)
+
+
+CHART_POINTS = """() => [...document.querySelectorAll('#speed-chart .track')].flatMap(shape => {
+  const points = shape.tagName === 'polyline'
+    ? Array.from({length: shape.points.numberOfItems}, (_, i) => shape.points.getItem(i))
+    : [{x: shape.cx.baseVal.value, y: shape.cy.baseVal.value}];
+  return points.map((p, index) => {
+    const at = new DOMPoint(p.x, p.y).matrixTransform(shape.getScreenCTM());
+    return {track: Number(shape.dataset.trackId), tag: shape.tagName, count: points.length, index, x: at.x, y: at.y};
+  });
+})"""
+
+
+def assert_speed_chart(page, velocity: dict) -> None:
+    """A line (a dot when measured on one pair) per track of velocity.data, a point per measured pair; hovering
+    the chart's most isolated point shows that point's track, time and speed."""
+    measured: dict[int, list[tuple[int, float]]] = {}
+    for frame in sorted(velocity["data"], key=lambda f: f["frame_id"]):
+        for track in frame["tracks"]:
+            measured.setdefault(track["track_id"], []).append((frame["frame_id"], track["speed_mps_est"]))
+    if not measured:
+        assert page.text_content("#speed-chart") == "No track was measured."
+        return
+    chart = page.locator("#speed-chart svg")
+    chart.scroll_into_view_if_needed()
+    assert chart.get_attribute("role") == "img"
+    fastest = max(speed for pairs in measured.values() for _, speed in pairs)
+    label = chart.get_attribute("aria-label")
+    assert f"{len(measured)} track" in label and f"{fastest:.2f} m/s" in label, label
+    points = page.evaluate(CHART_POINTS)
+    shapes = Counter(p["track"] for p in points if p["index"] == 0)
+    assert sorted(shapes) == sorted(measured) and set(shapes.values()) == {1}  # exactly one shape per track
+    for p in points:
+        assert p["count"] == len(measured[p["track"]]) and (p["tag"] == "circle") == (p["count"] == 1), p
+    assert page.locator(".chart-legend li").count() == len(measured)
+
+    def gap(p):
+        return min((np.hypot(p["x"] - q["x"], p["y"] - q["y"]) for q in points if q is not p), default=99.0)
+
+    target = max(points, key=gap)
+    assert gap(target) >= 2, "no point of the chart stands apart enough to hover it alone"
+    frame_id, speed = measured[target["track"]][target["index"]]
+    page.mouse.move(target["x"], target["y"])
+    tip = page.locator(".chart-tip")
+    tip.wait_for(state="visible", timeout=5_000)
+    text = tip.text_content()
+    assert text.startswith(f"track {target['track']} ("), text
+    shown = re.search(r"· ([\d.]+) s · ([\d.]+) m/s$", text)
+    assert shown, text
+    assert abs(float(shown.group(1)) - frame_id / velocity["fps"]) <= 0.005
+    assert abs(float(shown.group(2)) - speed) <= 0.005
 
 
 def test_sam2_click_adds_a_point_and_drag_draws_a_box_in_image_pixels(pg, tmp_path):
