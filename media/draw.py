@@ -57,6 +57,16 @@ def draw_box(frame: np.ndarray, xyxy, label: str, color: tuple[int, int, int]) -
     return frame
 
 
+def draw_instances(frame: np.ndarray, polygons, items: list[dict], label) -> np.ndarray:
+    """Each wire item's mask outline (filled, translucent) and box, coloured by its ``object_id``, labelled by
+    ``label(item)``: the annotated frames of the segmentation videos."""
+    for item, polygon in zip(items, polygons or [], strict=True):
+        color = color_for(item["object_id"])
+        fill_polygon(frame, polygon, color)
+        draw_box(frame, item["bbox"], label(item), color)
+    return frame
+
+
 def caption(panel: np.ndarray, text: str) -> np.ndarray:
     """White text in the top-left corner, sized to the panel."""
     text = printable(text)

@@ -252,11 +252,7 @@ def encode_video(frames: list[dict], prompts: Prompts, decoded: Sam2Input) -> di
 
     def annotate(index: int, canvas: np.ndarray) -> np.ndarray:
         detections, items = per_frame[index]
-        for item, polygon in zip(items, detections.polygons or [], strict=True):
-            color = draw.color_for(item["object_id"])
-            draw.fill_polygon(canvas, polygon, color)
-            draw.draw_box(canvas, item["bbox"], f"{item['label']} #{item['object_id']}", color)
-        return canvas
+        return draw.draw_instances(canvas, detections.polygons, items, lambda i: f"{i['label']} #{i['object_id']}")
 
     encoded = annotated_h264(video.frames, annotate, video.fps)
     return {

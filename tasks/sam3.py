@@ -132,11 +132,8 @@ def encode_video(tracked: dict, decoded: Sam3Video, options: Sam3Options) -> dic
     def annotate(index: int, canvas: np.ndarray) -> np.ndarray:
         progress.report("encode", index + 1, len(per_frame))
         detections, items = per_frame[index]
-        for item, polygon in zip(items, detections.polygons or [], strict=True):
-            color = draw.color_for(item["object_id"])
-            draw.fill_polygon(canvas, polygon, color)
-            draw.draw_box(canvas, item["bbox"], f"{item['label']} #{item['object_id']} {item['score']:.2f}", color)
-        return canvas
+        return draw.draw_instances(canvas, detections.polygons, items,
+                                   lambda i: f"{i['label']} #{i['object_id']} {i['score']:.2f}")
 
     encoded = annotated_h264(video.frames, annotate, video.fps)
     return {
