@@ -35,8 +35,21 @@ def runner_services() -> dict[str, str]:
             for family, dep in sorted(service.Gateway.dependencies.items())}
 
 
+def private_bentoml_home(shared: Path, folder: Path) -> Path:
+    """A BENTOML_HOME whose ``models`` is ``shared``'s model store. Each ``bentoml serve`` empties its home's
+    Prometheus folder when it starts: servers on one machine sharing a home would erase each other's metrics."""
+    folder.mkdir(parents=True, exist_ok=True)
+    models = folder / "models"
+    if not models.exists():
+        models.symlink_to((shared / "models").resolve(), target_is_directory=True)
+    return folder
+
+
 def start(target: str, port: int, host: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
-    log = open(log_dir / f"{target.split(':')[-1]}-{port}.log", "ab")  # noqa: SIM115 - the child owns it
+    name = f"{target.split(':')[-1]}-{port}"
+    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    shared = Path(env.get("BENTOML_HOME") or Path.home() / "bentoml")
+    env = {**env, "BENTOML_HOME": str(private_bentoml_home(shared, log_dir / f"home-{name}"))}
     return subprocess.Popen([sys.executable, "-m", "bentoml", "serve", target, "--port", str(port), "--host", host],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -32,6 +32,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def private_home(log_dir: Path) -> Path:
+    """A BENTOML_HOME of this server's own whose ``models`` is the test store's: each ``bentoml serve`` empties
+    its home's Prometheus folder when it starts, so servers sharing a home would erase each other's metrics."""
+    from scripts.serve_split import private_bentoml_home
+
+    return private_bentoml_home(Path(os.environ["BENTOML_HOME"]), log_dir / "bentoml-home")
+
+
 @contextlib.contextmanager
 def running_server(log_dir: Path, **extra_env: str):
     """`make serve` (the README's command) on a free port, yielded once /health says ready; stopped after."""
@@ -40,7 +48,7 @@ def running_server(log_dir: Path, **extra_env: str):
     port = free_port()
     log_path = log_dir / "serve.log"
     env = {**os.environ, "PORT": str(port), "WEIGHTS": "random-init", "PERCEPTION_JOBS_DIR": str(log_dir / "jobs"),
-           **extra_env}  # each server its own job store
+           "BENTOML_HOME": str(private_home(log_dir)), **extra_env}  # each server its own job store and home
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command.split(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)

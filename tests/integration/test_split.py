@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -186,7 +187,10 @@ def test_a_killed_runner_costs_only_its_tasks_and_recovers(split):
 
 def test_a_second_gateway_shares_the_runners(split, tmp_path):
     port = free_port()
+    from scripts.serve_split import private_bentoml_home
+
     env = {**os.environ, "BENTOML_DISABLE_GPU_ALLOCATION": "1",
+           "BENTOML_HOME": str(private_bentoml_home(Path(os.environ["BENTOML_HOME"]), tmp_path / "home")),
            **{f"PERCEPTION_RUNNER_URL_{family.upper()}": url for family, url in split.urls.items()}}
     log = tmp_path / "gateway2.log"
     with open(log, "wb") as out:
