@@ -64,13 +64,13 @@ def test_killed_runner_fails_fast_and_recovers(guarded):
             futures = [pool.submit(call, i) for i in range(16)]
             time.sleep(0.3)
             victim.send_signal(signal.SIGKILL)
-            down, down_s = call(None)  # right after the kill: the runner is gone (it reloads for seconds)
             results = [f.result() for f in futures]
 
-        assert down.status_code == 503 and "unavailable" in down.json()["error"], down.text
-        assert down_s < 10, "the answer for a dead runner must come fast"
+        # The calls in flight on the killed worker lose their connection: each is a JSON 503 at once. (A call made
+        # after the kill waits in the runner's listening socket, which BentoML's arbiter keeps, until the worker
+        # is back, and then succeeds: so the rest are 200s.)
         statuses = [r.status_code for r, _ in results]
-        assert set(statuses) <= {200, 503}, statuses  # those in flight: answered, or the fast 503
+        assert 503 in statuses and set(statuses) <= {200, 503}, statuses
         for response, elapsed in results:
             assert elapsed < 60, "a request hung on a dead runner"
             if response.status_code == 503:
