@@ -134,6 +134,33 @@ async def _alone(function: Callable[[list], list], item: Any) -> Any:
         return {ITEM_ERROR: f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
+class StoreEngine:
+    """An engine over one model store directory per installed model of its ``family``, each loaded once
+    (``_load(name, directory, tag)``), on one device, at the process's torch thread count."""
+
+    family: str
+
+    def __init__(self, model_dirs: dict, tags: dict[str, str] | None = None, device: str | None = None):
+        from pathlib import Path
+
+        self.device = device or pick_device()
+        self.half = use_half(self.device)
+        self.models: dict[str, Any] = {}
+        with keep_torch_threads():
+            for name, model_dir in model_dirs.items():
+                self.models[name] = self._load(name, Path(model_dir), (tags or {}).get(name, name))
+
+    @classmethod
+    def from_store(cls):
+        from models import store
+
+        installed = store.of_family(cls.family)
+        return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()})
+
+    def _load(self, name: str, model_dir, tag: str) -> Any:
+        raise NotImplementedError
+
+
 def pick_device() -> str:
     """``cuda:0`` when a GPU is visible (each runner on a one-GPU host uses the same card), else ``cpu``.
 

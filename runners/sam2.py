@@ -31,14 +31,13 @@ import numpy as np
 from models import store
 from nets import sam2 as stored
 from runners.common import (
+    StoreEngine,
     blank_bgr,
     keep_torch_threads,
-    pick_device,
     run_items,
     runner_service,
     should_warm_up,
     use_cpu_budget,
-    use_half,
     write_lossless_video,
 )
 from settings import get_settings
@@ -58,21 +57,11 @@ class _LoadedSam2:
     lock: threading.Lock
 
 
-class Sam2Engine:
+class Sam2Engine(StoreEngine):
     """Loads each installed SAM 2.1 once; answers image batches and whole videos with plain dicts."""
 
-    def __init__(self, model_dirs: dict[str, Path], tags: dict[str, str] | None = None, device: str | None = None):
-        self.device = device or pick_device()
-        self.half = use_half(self.device)
-        self.models: dict[str, _LoadedSam2] = {}
-        with keep_torch_threads():
-            for name, model_dir in model_dirs.items():
-                self.models[name] = self._load(name, Path(model_dir), (tags or {}).get(name, name))
-
-    @classmethod
-    def from_store(cls) -> Sam2Engine:
-        installed = store.of_family("sam2")
-        return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()})
+    family = "sam2"
+    models: dict[str, _LoadedSam2]
 
     def _overrides(self, spec: stored.StoredSam2, threshold: float = 0.25) -> dict:
         return {"imgsz": spec.imgsz, "device": self.device, "quantize": 16 if self.half else 32,

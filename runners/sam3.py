@@ -34,14 +34,13 @@ from models import store
 from nets import sam3_arch
 from nets.sam3_arch import ARCH_FILE, CHECKPOINT
 from runners.common import (
+    StoreEngine,
     blank_bgr,
     keep_torch_threads,
-    pick_device,
     run_items,
     runner_service,
     should_warm_up,
     use_cpu_budget,
-    use_half,
     write_lossless_video,
 )
 from settings import get_settings
@@ -62,21 +61,11 @@ class _LoadedSam3:
     lock: threading.Lock
 
 
-class Sam3Engine:
+class Sam3Engine(StoreEngine):
     """Loads each installed SAM 3 once and answers image batches and whole videos with plain dicts."""
 
-    def __init__(self, model_dirs: dict[str, Path], tags: dict[str, str] | None = None, device: str | None = None):
-        self.device = device or pick_device()
-        self.half = use_half(self.device)
-        self.models: dict[str, _LoadedSam3] = {}
-        with keep_torch_threads():
-            for name, model_dir in model_dirs.items():
-                self.models[name] = self._load(name, Path(model_dir), (tags or {}).get(name, name))
-
-    @classmethod
-    def from_store(cls) -> Sam3Engine:
-        installed = store.of_family("sam3")
-        return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()})
+    family = "sam3"
+    models: dict[str, _LoadedSam3]
 
     def _load(self, name: str, model_dir: Path, tag: str) -> _LoadedSam3:
         spec = json.loads((model_dir / ARCH_FILE).read_text())

@@ -106,3 +106,26 @@ def load_video(data: bytes, max_frames: int, settings: Settings, min_frames: int
                         max_duration_s=settings.max_video_seconds, max_frames_hard=settings.max_video_frames,
                         min_frames=min_frames, max_decoded_bytes=settings.max_video_decoded_bytes,
                         max_samples=settings.max_video_samples)
+
+
+def segmentation_video_answer(concepts: list[str], video, per_frame: list[tuple], encoded: bytes,
+                              **metrics: Any) -> dict:
+    """The SAM video answer (SAM 3 and SAM 2): the annotated H.264 video, scalar metrics (``metrics`` adds the
+    task's own), and each frame's instances; no top-level ``instances`` (the client would take the image branch)."""
+    import base64
+
+    return {
+        "concepts": concepts,
+        "annotated_video": base64.b64encode(encoded).decode(),
+        "content_type": "video/mp4",
+        "metrics": {
+            "frames_processed": len(video.frames),
+            "instances_detected_total": sum(len(items) for _, items in per_frame),
+            **metrics,
+            "objects_tracked": len({item["object_id"] for _, items in per_frame for item in items}),
+            "fps": round(video.fps, 3),
+            "width": video.width,
+            "height": video.height,
+        },
+        "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
+    }

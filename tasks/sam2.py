@@ -22,7 +22,6 @@ prompt's index on every frame.
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ import numpy as np
 
 from models.resolve import resolve
 from settings import Settings
-from tasks.base import Resized, TaskInput, load_video, resize_to_fit
+from tasks.base import Resized, TaskInput, load_video, resize_to_fit, segmentation_video_answer
 from tasks.sam3 import parse_concepts, polygon_to_rle
 from vocab.detections import Detections
 from vocab.errors import bad_request
@@ -255,18 +254,4 @@ def encode_video(frames: list[dict], prompts: Prompts, decoded: Sam2Input) -> di
         return draw.draw_instances(canvas, detections.polygons, items, lambda i: f"{i['label']} #{i['object_id']}")
 
     encoded = annotated_h264(video.frames, annotate, video.fps)
-    return {
-        "concepts": prompts.concepts,
-        "annotated_video": base64.b64encode(encoded).decode(),
-        "content_type": "video/mp4",
-        "metrics": {
-            "frames_processed": len(video.frames),
-            "instances_detected_total": sum(len(items) for _, items in per_frame),
-            "objects_prompted": len(prompts),
-            "objects_tracked": len({item["object_id"] for _, items in per_frame for item in items}),
-            "fps": round(video.fps, 3),
-            "width": video.width,
-            "height": video.height,
-        },
-        "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
-    }
+    return segmentation_video_answer(prompts.concepts, video, per_frame, encoded, objects_prompted=len(prompts))

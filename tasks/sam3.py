@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import numpy as np
 
 from media.masks import coco_counts, coco_rle, resized_rle, runs_of
 from settings import Settings
-from tasks.base import Resized, TaskInput, load_video, resize_to_fit
+from tasks.base import Resized, TaskInput, load_video, resize_to_fit, segmentation_video_answer
 from vocab import progress
 from vocab.detections import Detections
 from vocab.errors import bad_request
@@ -136,21 +135,7 @@ def encode_video(tracked: dict, decoded: Sam3Video, options: Sam3Options) -> dic
                                    lambda i: f"{i['label']} #{i['object_id']} {i['score']:.2f}")
 
     encoded = annotated_h264(video.frames, annotate, video.fps)
-    return {
-        "concepts": decoded.concepts,
-        "annotated_video": base64.b64encode(encoded).decode(),
-        "content_type": "video/mp4",
-        "metrics": {
-            "frames_processed": len(video.frames),
-            "instances_detected_total": sum(len(items) for _, items in per_frame),
-            "objects_tracked": len({item["object_id"] for _, items in per_frame for item in items}),
-            "fps": round(video.fps, 3),
-            "width": video.width,
-            "height": video.height,
-            **video.stream_report(),
-        },
-        "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
-    }
+    return segmentation_video_answer(decoded.concepts, video, per_frame, encoded, **video.stream_report())
 
 
 def polygon_to_rle(polygon: np.ndarray, width: int, height: int) -> dict:
