@@ -13,21 +13,16 @@ import asyncio
 import functools
 import logging
 import time
-from types import SimpleNamespace
 
 import bentoml
 
 from edge import app as edge
 from models import store
-from runners.common import Checked, OverJson, redacted, runner_dependency
-from runners.depth import DepthRunner
-from runners.flow import FlowRunner
-from runners.sam2 import Sam2Runner
-from runners.sam3 import Sam3Runner
-from runners.yolo import YoloRunner
+from runners.common import RunnerClient, Runners, client_of, redacted, runner_dependency
 from settings import get_settings
 from tasks.infer import infer
-from tasks.registry import REGISTRY, RUNNER_FAMILIES, TASKS
+from tasks.registry import REGISTRY, TASKS
+from vocab.families import FAMILIES, KIND_FAMILY
 
 logging.getLogger("perception").setLevel(logging.INFO)  # BentoML's root handler prints them; root stays at WARNING
 log = logging.getLogger("perception.gateway")
@@ -35,9 +30,9 @@ HEALTH_TTL_S = 5.0
 
 
 class GatewayCore:
-    """What the gateway does, however it is served: BentoML below, or in-process in tests. The runner
-    families (``yolo``, ``sam3``, ...) are attributes: BentoML dependencies, or local engines in tests;
-    ``runners`` is what the tasks call (a remote runner wrapped to be called like a local one)."""
+    """What the gateway does, however it is served: BentoML below, or in-process in tests. Each runner family of
+    ``vocab/families.py`` is an attribute of that name (a BentoML dependency, local or remote); ``runners`` is what
+    the tasks call: each family's typed client around its dependency."""
 
     def __init__(self) -> None:
         self.settings = get_settings()
@@ -52,19 +47,21 @@ class GatewayCore:
         self._health_cache: tuple[float, dict] | None = None
 
     @functools.cached_property
-    def runners(self) -> SimpleNamespace:
-        def reach(family: str):
-            dependency = getattr(self, family)
-            return OverJson(dependency) if self.settings.runner_url(family) else Checked(dependency)
+    def clients(self) -> dict[str, RunnerClient]:
+        """Each family's typed client around this gateway's dependency on it."""
+        return {name: client_of(family, getattr(self, name), self.settings.runner_url(name))
+                for name, family in FAMILIES.items()}
 
-        return SimpleNamespace(**{family: reach(family) for family in RUNNER_FAMILIES})
+    @functools.cached_property
+    def runners(self) -> Runners:
+        return Runners(self.clients.values())
 
     async def infer(self, body):
         return await infer(body, self.runners, self.installed, self.settings)
 
     async def _runner_status(self, family: str) -> dict | None:
         try:
-            return await asyncio.wait_for(getattr(self.runners, family).describe(), timeout=2.0)
+            return await asyncio.wait_for(self.clients[family].describe(), timeout=2.0)
         except Exception:  # a runner that is down or still starting is reported as not loaded
             return None
 
@@ -72,8 +69,7 @@ class GatewayCore:
         now = time.monotonic()
         if self._health_cache and now - self._health_cache[0] < HEALTH_TTL_S:
             return self._health_cache[1]
-        statuses = dict(zip(RUNNER_FAMILIES, await asyncio.gather(*(self._runner_status(f) for f in RUNNER_FAMILIES)),
-                            strict=True))
+        statuses = dict(zip(FAMILIES, await asyncio.gather(*(self._runner_status(f) for f in FAMILIES)), strict=True))
         models = {task: self._task_health(task, statuses) for task in TASKS}
         devices = sorted({m["device"] for m in models.values() if m["device"]})
         payload = {
@@ -81,9 +77,9 @@ class GatewayCore:
             "cuda": any(d.startswith("cuda") for d in devices),
             "tasks": list(TASKS),
             "ready": all(m["loaded"] for m in models.values() if m["installed"])
-            and all(statuses[f] is not None for f in RUNNER_FAMILIES if self.settings.runner_url(f)),
+            and all(statuses[f] is not None for f in FAMILIES if self.settings.runner_url(f)),
             "devices": devices,
-            "runners": {family: self._runner_health(family, statuses[family]) for family in RUNNER_FAMILIES},
+            "runners": {family: self._runner_health(family, statuses[family]) for family in FAMILIES},
             "placeholders": sorted(name for name, m in self.installed.items() if m.placeholder),
             "models": models,
             "installed": {name: {"kind": m.kind, "weights": m.weights, "tag": m.tag} for name, m in self.installed.items()},
@@ -97,7 +93,7 @@ class GatewayCore:
                 "reachable": status is not None, "models": sorted(status or {})}
 
     def _task_health(self, task: str, statuses: dict[str, dict | None]) -> dict:
-        from models.catalog import KIND_FAMILY, accepted_names, request_name
+        from models.catalog import accepted_names, request_name
 
         spec = REGISTRY[task]
         entry = self.installed.get(spec.default_model)
@@ -109,7 +105,7 @@ class GatewayCore:
             "title": spec.title,
             "accepts": list(spec.accepts),
             "kind": spec.default_kind,
-            "kinds": [spec.model_kind] if isinstance(spec.model_kind, str) else list(spec.model_kind),
+            "kinds": list(spec.model_kinds),
             "installed": entry is not None,
             "loaded": loaded is not None,
             "weights": entry.weights if entry else None,
@@ -134,21 +130,24 @@ def return_large_buffers_to_the_os() -> None:
         pass
 
 
+def with_runner_families(cls):
+    """One dependency per runner family of ``vocab/families.py``, named after it: local, or, when its
+    ``PERCEPTION_RUNNER_URL_<FAMILY>`` is set, the runner served at that URL. (Before ``bentoml.service`` reads the
+    class: it collects dependencies from the class's attributes.)"""
+    for name, family in FAMILIES.items():
+        setattr(cls, name, runner_dependency(family, get_settings().runner_url(name)))
+    return cls
+
+
 @bentoml.service(
     name="perception-gateway",
     workers=get_settings().gateway_workers,
     traffic={"timeout": 600, "max_concurrency": 512},
 )
 @bentoml.asgi_app(edge.create_app(bentoml.get_current_service), path="/")
+@with_runner_families
 class Gateway(GatewayCore):
-    """The BentoML service: one dependency per runner family (the names ``tasks/registry.py`` uses), local or,
-    when its ``PERCEPTION_RUNNER_URL_<FAMILY>`` is set, the runner served at that URL."""
-
-    yolo = runner_dependency(YoloRunner, get_settings().runner_url_yolo)
-    sam3 = runner_dependency(Sam3Runner, get_settings().runner_url_sam3)
-    sam2 = runner_dependency(Sam2Runner, get_settings().runner_url_sam2)
-    depth = runner_dependency(DepthRunner, get_settings().runner_url_depth)
-    flow = runner_dependency(FlowRunner, get_settings().runner_url_flow)
+    """The BentoML service: the HTTP app of ``edge/`` over ``GatewayCore``, with a dependency per runner family."""
 
     def __init__(self) -> None:
         return_large_buffers_to_the_os()

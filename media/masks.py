@@ -61,3 +61,14 @@ def resized_rle(runs: np.ndarray, runs_hw: tuple[int, int], target_wh: tuple[int
     if (mask.shape[1], mask.shape[0]) != tuple(target_wh):
         mask = cv2.resize(mask, tuple(target_wh), interpolation=cv2.INTER_NEAREST)
     return coco_rle(mask), int(mask.sum())
+
+
+def polygon_to_rle(polygon: np.ndarray, width: int, height: int) -> dict:
+    """COCO compressed RLE of a filled outline (for answers that have only an outline)."""
+    import cv2
+
+    mask = np.zeros((height, width), dtype=np.uint8)
+    points = np.round(np.asarray(polygon)).astype(np.int32).reshape(-1, 1, 2)
+    if len(points) >= 3:
+        cv2.fillPoly(mask, [points], 1)
+    return coco_rle(mask)

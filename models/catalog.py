@@ -1,12 +1,12 @@
 """The model catalog: every name the API accepts, and what it resolves to in the model store.
 
-A plain registry (like ultralytics' ``task_map``): adding a model is one ``ModelSpec`` entry here plus,
-for a new family, one importer in ``models/importers/``. Nothing here imports torch.
+A plain registry (like ultralytics' ``task_map``): adding a model is one ``ModelSpec`` entry here (a new family
+is an entry in ``vocab/families.py`` and its importer in ``scripts/importers/``). Nothing here imports torch.
 
 Vocabulary
 - *store name*: the BentoML model store name (``yolo26n-seg``), tags are ``<store name>:<version>``.
-- *kind*: what a model computes. A task accepts models of exactly one kind (its registry entry).
-- *family*: which runner serves it (``yolo``, ``depth``, ``flow``, ``sam3``, ``sam2``).
+- *kind*: what a model computes. A task accepts models of the kinds its registry entry names (``model_kinds``).
+- *family*: which runner serves it (``vocab/families.py``: ``KIND_FAMILY`` maps each kind to its family).
 - *weights*: ``pretrained`` (real weights: downloaded or imported from a local file) or
   ``random-init`` (a placeholder of the real architecture, for offline tests; never for users).
 """
@@ -16,16 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# What runs each kind of model (a task names the kind its ``model`` field must be: tasks/registry.py).
-KIND_FAMILY: dict[str, str] = {
-    "detect": "yolo",
-    "segment": "yolo",
-    "pose": "yolo",
-    "sam3": "sam3",
-    "sam2": "sam2",
-    "depth": "depth",
-    "flow": "flow",
-}
+from vocab.families import KIND_FAMILY
 
 WEIGHTS_PRETRAINED = "pretrained"
 WEIGHTS_RANDOM = "random-init"

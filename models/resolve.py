@@ -1,8 +1,8 @@
 """Request ``model`` field → installed model, or the contract's error. Looks names up; never opens a path.
 
 A task takes models of one kind, or of several (velocity-estimation: a flow model, or a detector, the task module
-telling them apart): ``kind`` is one kind or a tuple of kinds. A name of any other kind is a 400 naming every
-kind the task takes.
+telling them apart): ``kinds`` (a task's ``model_kinds``). A name of any other kind
+is a 400 naming every kind the task takes.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from vocab.errors import bad_request, unavailable
 IMPORT_HINT = "install it with `python scripts/import_models.py {name}` (or `make models`) and restart the service"
 
 
-def resolve(name: str | None, *, task: str, kind: str | tuple[str, ...], default: str,
+def resolve(name: str | None, *, task: str, kinds: tuple[str, ...], default: str,
             installed: dict[str, InstalledModel]) -> InstalledModel:
-    """The installed model ``name`` means for ``task`` (``default`` if unnamed), of ``kind`` (or one of them)."""
-    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    """The installed model ``name`` means for ``task`` (``default`` if unnamed), of one of ``kinds``."""
     if name is None:
         store_name = default
     else:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.catalog import KIND_FAMILY
+from vocab.families import KIND_FAMILY
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from settings import get_settings
 from vocab.arrays import is_packed, pack, unpack
+from vocab.families import Api, Family
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,24 +41,83 @@ RUNNER_CONNECTION = {"max_requests": 2**31 - 1, "max_age": 10.0**9}
 TEMP_VIDEO_FPS = 10  # the nominal rate of the temporary files video predictors read; nothing downstream uses it
 
 
-def runner_service(name: str, *, timeout_s: int = 300, max_concurrency: int = 256):
-    """The one shape every runner is served in: one GPU, one worker, our connection settings."""
+def runner_service(family: Family):
+    """The one shape every runner is served in (one GPU, one worker, our connection settings), named and sized by
+    its family's table entry; each batchable API of the entry becomes an adaptive-batching ``@bentoml.api`` that
+    runs the engine's method of the same name (``Runner.batch``); the runner's models are recorded for the Bento."""
     import bentoml
 
-    return bentoml.service(
-        name=name,
-        resources={"gpu": 1},
-        workers=1,
-        traffic={"timeout": timeout_s, "max_concurrency": max_concurrency},
-        runner_connection=RUNNER_CONNECTION,
-    )
+    def decorate(cls):
+        for api in family.apis:
+            if api.batchable:
+                setattr(cls, api.name, _batch_api(api))
+        service = bentoml.service(
+            name=family.service_name,
+            resources={"gpu": 1},
+            workers=1,
+            traffic={"timeout": family.timeout_s, "max_concurrency": family.max_concurrency},
+            runner_connection=RUNNER_CONNECTION,
+        )(cls)
+        from models import store
+
+        service.models.extend(store.references(family.name))
+        return service
+
+    return decorate
 
 
-def runner_dependency(service, url: str):
-    """The gateway's dependency on a runner service: local when ``url`` is empty, else the server at ``url``."""
+def _batch_api(api: Api):
     import bentoml
 
+    async def call(self, items: list[dict]) -> list[dict]:
+        return await run_items(getattr(self.engine, api.name), items)
+
+    call.__name__ = call.__qualname__ = api.name
+    return bentoml.api(batchable=True, max_batch_size=api.max_batch,
+                       max_latency_ms=api.latency_factor * get_settings().runner_max_latency_ms)(call)
+
+
+class Runner:
+    """What every runner service does around its engine: load every installed model of its family once, take its
+    CPU budget, warm up on CUDA, and say what it loaded (``describe``). A family's service is this plus the
+    ``engine`` class (``runner_service`` adds the batchable APIs from the family table) and any non-batchable API
+    (a whole video) written out."""
+
+    engine_class: type[Engine]
+    client: type[RunnerClient]  # how the gateway's tasks call it
+
+    def __init__(self) -> None:
+        self.engine = self.engine_class.from_store()
+        use_cpu_budget(self.engine_class.family, self.engine.device)
+        if should_warm_up(self.engine.device):
+            self.engine.warm_up()
+
+    async def whole(self, method: Callable, frames: list, *args: Any) -> Any:
+        """A non-batchable call (a whole video) in a worker thread, answered packed to a packed caller."""
+        packed = is_packed(frames)
+        answer = await asyncio.to_thread(method, unpack(frames) if packed else frames, *args)
+        return pack(answer) if packed else answer
+
+
+def runner_of(family: Family):
+    """The BentoML service of a family (``Family.runner``: ``module:Class``)."""
+    import importlib
+
+    module, _, name = family.runner.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def runner_dependency(family: Family, url: str):
+    """The gateway's dependency on a family's runner: local when ``url`` is empty, else the server at ``url``."""
+    import bentoml
+
+    service = runner_of(family)
     return bentoml.depends(on=service, url=url) if url else bentoml.depends(service)
+
+
+def client_of(family: Family, dependency: Any, url: str) -> RunnerClient:
+    """The family's typed client (its runner's ``client`` class) around the gateway's dependency."""
+    return runner_of(family).inner.client(dependency, remote=bool(url))
 
 
 ITEM_ERROR = "__error__"  # an answer item that stands for a failure of that item alone
@@ -75,31 +136,37 @@ def checked(result: Any) -> Any:
     return result
 
 
-class Checked:
-    """A runner as the tasks call it: an item that failed in its batch raises for its own request."""
+class RunnerClient:
+    """A runner as the tasks call it: each family's client (in its runner module) has typed methods over ``call``.
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    ``call`` reaches the BentoML dependency (local: pickle; remote: JSON with packed arrays, answered packed), and
+    an item that failed in its batch raises ``RunnerItemError`` for its own request."""
 
-    def __getattr__(self, name: str) -> Callable:
-        method = getattr(self._client, name)
+    def __init__(self, dependency: Any, remote: bool = False) -> None:
+        self._dependency, self._remote = dependency, remote
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return checked(await method(*args, **kwargs))
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        function = getattr(self._dependency, method)
+        if self._remote:
+            return checked(unpack(await function(*pack(list(args)), **pack(kwargs))))
+        return checked(await function(*args, **kwargs))
 
-        return call
+    async def describe(self) -> dict[str, dict]:
+        """Every model the runner loaded: store name → its tag, device, precision and the family's own facts."""
+        return await self.call("describe")
 
 
-class OverJson(Checked):
-    """A remote runner (BentoML's JSON client to a runner on another host) called exactly like a local one."""
+C = TypeVar("C", bound=RunnerClient)
 
-    def __getattr__(self, name: str) -> Callable:
-        method = getattr(self._client, name)
 
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return checked(unpack(await method(*pack(list(args)), **pack(kwargs))))
+class Runners:
+    """Every runner family's client, looked up by its class: ``runners[YoloClient].predict(items)`` is typed."""
 
-        return call
+    def __init__(self, clients: Iterable[RunnerClient]) -> None:
+        self._clients = {type(client): client for client in clients}
+
+    def __getitem__(self, client_type: type[C]) -> C:
+        return self._clients[client_type]  # type: ignore[return-value]
 
 
 def redacted(url: str) -> str:
@@ -134,30 +201,56 @@ async def _alone(function: Callable[[list], list], item: Any) -> Any:
         return {ITEM_ERROR: f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-class StoreEngine:
-    """An engine over one model store directory per installed model of its ``family``, each loaded once
-    (``_load(name, directory, tag)``), on one device, at the process's torch thread count."""
+class Engine:
+    """The runner base: every installed model of its ``family`` loaded once from its store directory (``_load``),
+    on one device (``cuda:0`` when visible), in fp16 on CUDA, at the process's torch thread count; ``describe``
+    says what is loaded, ``warm_up`` runs one blank input per model. Plain Python: tests build engines without a
+    server (``Engine({name: directory}, device="cpu")``)."""
 
     family: str
 
-    def __init__(self, model_dirs: dict, tags: dict[str, str] | None = None, device: str | None = None):
+    def __init__(self, model_dirs: dict[str, Any], tags: dict[str, str] | None = None, device: str | None = None,
+                 variants: dict[str, str] | None = None):
         from pathlib import Path
 
         self.device = device or pick_device()
         self.half = use_half(self.device)
+        self.tags = {name: (tags or {}).get(name, name) for name in model_dirs}
+        self.variants = {name: (variants or {}).get(name, "") for name in model_dirs}  # the store's variant label
+        self.locks = {name: threading.Lock() for name in model_dirs}  # one call at a time per model
         self.models: dict[str, Any] = {}
         with keep_torch_threads():
             for name, model_dir in model_dirs.items():
-                self.models[name] = self._load(name, Path(model_dir), (tags or {}).get(name, name))
+                self.models[name] = self._load(name, Path(model_dir))
 
     @classmethod
-    def from_store(cls):
+    def from_store(cls, device: str | None = None):
         from models import store
 
         installed = store.of_family(cls.family)
-        return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()})
+        return cls({name: m.path for name, m in installed.items()}, tags={name: m.tag for name, m in installed.items()},
+                   device=device, variants={name: m.variant for name, m in installed.items()})
 
-    def _load(self, name: str, model_dir, tag: str) -> Any:
+    def _load(self, name: str, model_dir: Path) -> Any:
+        raise NotImplementedError
+
+    def named(self, name: str | None) -> str:
+        """``name`` if it is loaded (``KeyError`` naming what is), or the one model loaded when no name is given."""
+        if name is None and len(self.models) == 1:
+            return next(iter(self.models))
+        if name not in self.models:
+            raise KeyError(f"{self.family} model {name!r} is not loaded (have {sorted(self.models)})")
+        return name
+
+    def describe(self) -> dict[str, dict]:
+        return {name: {"tag": self.tags[name], "device": self.device, "half": self.half, **self._facts(name)}
+                for name in self.models}
+
+    def _facts(self, name: str) -> dict:
+        """What ``describe`` says of one model beside its tag, device and precision."""
+        return {}
+
+    def warm_up(self) -> None:
         raise NotImplementedError
 
 
@@ -235,6 +328,16 @@ def should_warm_up(device: str) -> bool:
     happen before the first request instead of during it. On CPU it only delays start-up."""
     mode = get_settings().warmup
     return mode == "always" or (mode == "auto" and device.startswith("cuda"))
+
+
+def as_bgr(image) -> np.ndarray:
+    """``image`` as a contiguous uint8 HxWx3 BGR array (``ValueError`` for anything else)."""
+    import numpy as np
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
 
 
 def blank_bgr(height: int = 480, width: int = 640):

@@ -18,58 +18,46 @@ each group is one forward pass. A request's result never depends on its batch-ma
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bentoml
 import numpy as np
 
-from models import store
-from runners.common import (
-    blank_bgr,
-    pick_device,
-    run_items,
-    runner_service,
-    should_warm_up,
-    use_cpu_budget,
-    use_half,
-)
-from settings import get_settings
-from vocab.items import DEPTH_MAX_BATCH, depth_item
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, runner_service
+from vocab.families import FAMILIES
+from vocab.items import DepthItem, depth_item
+
+FAMILY = FAMILIES["depth"]
 
 
-class DepthEngine:
+@dataclass(frozen=True)
+class _LoadedDepth:
+    model: Any  # DepthAnythingForDepthEstimation, on the device, eval
+    processor: Any  # the checkpoint's DPTImageProcessor
+    dtype: Any  # torch.float16 on CUDA (fp16), else torch.float32
+
+
+class DepthEngine(Engine):
     """Loads each depth model once; ``estimate`` runs same-model, same-shape items as one batch."""
 
-    def __init__(self, paths: dict[str, str | Path], tags: dict[str, str] | None = None,
-                 device: str | None = None, max_batch: int = DEPTH_MAX_BATCH):
+    family = FAMILY.name
+    max_batch = FAMILY.api("estimate").max_batch
+
+    def _load(self, name: str, model_dir: Path) -> Any:
         import torch
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
-        self.device = device or pick_device()
-        self.half = use_half(self.device)
-        self.dtype = torch.float16 if self.half else torch.float32
-        self.max_batch = max_batch
-        self.tags = tags or {name: name for name in paths}
-        self.models: dict[str, Any] = {}
-        self.processors: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        for name, path in paths.items():
-            model = DepthAnythingForDepthEstimation.from_pretrained(str(path), dtype=self.dtype)
-            self.models[name] = model.to(self.device).eval()
-            self.processors[name] = AutoImageProcessor.from_pretrained(str(path))
+        dtype = torch.float16 if self.half else torch.float32
+        model = DepthAnythingForDepthEstimation.from_pretrained(str(model_dir), dtype=dtype)
+        return _LoadedDepth(model.to(self.device).eval(), AutoImageProcessor.from_pretrained(str(model_dir)), dtype)
 
-    @classmethod
-    def from_store(cls, device: str | None = None) -> DepthEngine:
-        installed = store.of_family("depth")
-        return cls({name: m.path for name, m in installed.items()},
-                   tags={name: m.tag for name, m in installed.items()}, device=device)
+    def _facts(self, name: str) -> dict:
+        return {"output": "relative inverse depth (larger = nearer)"}
 
-    def describe(self) -> dict[str, dict]:
-        return {name: {"tag": self.tags[name], "device": self.device, "half": self.half,
-                       "output": "relative inverse depth (larger = nearer)"} for name in self.models}
+    def warm_up(self) -> None:
+        self.estimate([depth_item(name, blank_bgr()) for name in self.models])
 
     def preprocess(self, model: str, image_bgr: np.ndarray):
         """One image → ``pixel_values`` (1, 3, h, w) on the model's device, by the checkpoint's processor."""
@@ -77,17 +65,17 @@ class DepthEngine:
 
         _check_image(image_bgr)
         rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[..., ::-1])).permute(2, 0, 1)
-        processed = self.processors[model](images=rgb.to(self.device), return_tensors="pt", device=self.device)
+        processed = self.models[model].processor(images=rgb.to(self.device), return_tensors="pt", device=self.device)
         return processed["pixel_values"]
 
-    def estimate(self, items: list[dict]) -> list[dict]:
+    def estimate(self, items: list[DepthItem]) -> list[dict]:
         """``[{"model", "image": uint8 HxWx3 BGR}]`` → ``[{"depth": float32 HxW}]`` in the input's pixels."""
         import torch
 
         for item in items:
             if item.get("model") not in self.models:
                 raise KeyError(f"depth model {item.get('model')!r} is not loaded (have {sorted(self.models)})")
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             pixel_values = [self.preprocess(item["model"], item["image"]) for item in items]
             groups: dict[tuple, list[int]] = defaultdict(list)
             for index, (item, pixels) in enumerate(zip(items, pixel_values, strict=True)):
@@ -96,8 +84,10 @@ class DepthEngine:
             for (name, _shape), indices in groups.items():
                 for start in range(0, len(indices), self.max_batch):
                     chunk = indices[start:start + self.max_batch]
-                    batch = torch.cat([pixel_values[i] for i in chunk]).to(self.dtype)
-                    predicted = self.models[name](pixel_values=batch).predicted_depth.float()
+                    loaded = self.models[name]
+                    batch = torch.cat([pixel_values[i] for i in chunk]).to(loaded.dtype)
+                    with self.locks[name]:
+                        predicted = loaded.model(pixel_values=batch).predicted_depth.float()
                     for row, i in enumerate(chunk):
                         height, width = items[i]["image"].shape[:2]
                         out[i] = {"depth": _resize_like_hf(predicted[row], (height, width))}
@@ -120,23 +110,16 @@ def _check_image(image: Any) -> None:
         raise ValueError(f"empty image {image.shape}")
 
 
-@runner_service("depth-runner")
-class DepthRunner:
-    def __init__(self) -> None:
-        self.engine = DepthEngine.from_store()
-        use_cpu_budget("depth", self.engine.device)
-        if should_warm_up(self.engine.device):
-            self.engine.estimate([depth_item(name, blank_bgr()) for name in self.engine.models])
+class DepthClient(RunnerClient):
+    """The depth runner as tasks call it: images in, relative inverse depth maps (float32 HxW) out."""
 
-    # max_latency_ms is BentoML's cancel threshold (503), not a wait: a batch of 16 takes ~20 ms on an
-    # H200 in fp16, so a tight value would turn a burst into 503s. The wait for batch-mates is adaptive.
-    @bentoml.api(batchable=True, max_batch_size=DEPTH_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
-    async def estimate(self, items: list[dict]) -> list[dict]:
-        return await run_items(self.engine.estimate, items)
-
-    @bentoml.api
-    async def describe(self) -> dict:
-        return self.engine.describe()
+    async def estimate(self, items: list[DepthItem]) -> list[np.ndarray]:
+        return [np.asarray(answer["depth"], dtype=np.float32) for answer in await self.call("estimate", items)]
 
 
-DepthRunner.models.extend(store.references("depth"))
+# The table's ``estimate`` API (max_latency_ms is BentoML's cancel threshold, 503, not a wait: a batch of 16 takes
+# ~20 ms on an H200 in fp16, so a tight value would turn a burst into 503s; the wait for batch-mates is adaptive).
+@runner_service(FAMILY)
+class DepthRunner(Runner):
+    engine_class = DepthEngine
+    client = DepthClient

@@ -16,63 +16,44 @@ autocast (RAFT's correlation and GRU are autocast-safe; the output is returned i
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import bentoml
 import numpy as np
 
-from models import store
-from nets.raft import WEIGHTS_FILE, build_model
-from runners.common import (
-    blank_bgr,
-    pick_device,
-    run_items,
-    runner_service,
-    should_warm_up,
-    use_cpu_budget,
-    use_half,
-)
-from settings import get_settings
-from vocab.items import FLOW_LATENCY_FACTOR, FLOW_MAX_BATCH, RAFT_DEFAULT_ITERS, flow_item
+from nets.raft import WEIGHTS_FILE, build_model, variant_of
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, runner_service
+from vocab.families import FAMILIES
+from vocab.items import RAFT_DEFAULT_ITERS, FlowItem, flow_item
 
+FAMILY = FAMILIES["flow"]
+FLOW_API = FAMILY.api("flow")  # its batch limit: tasks chunk their calls by it
 MAX_ITERS = 64
 MIN_SIDE = 128
 
 
-class FlowEngine:
+class FlowEngine(Engine):
     """Loads each RAFT once; ``flow`` runs same-model, same-size, same-``iters`` pairs as one batch."""
 
-    def __init__(self, models: dict[str, tuple[str | Path, str]], tags: dict[str, str] | None = None,
-                 device: str | None = None, max_batch: int = FLOW_MAX_BATCH):
-        """``models``: store name → (path of ``raft.pt``, variant ``large`` | ``small``)."""
+    family = FAMILY.name
+    max_batch = FLOW_API.max_batch
+
+    def _load(self, name: str, model_dir: Path) -> Any:
+        """``raft.pt`` in ``model_dir``, rebuilt by the constructor of the store's variant (``large`` | ``small``)."""
         import torch
 
-        self.device = device or pick_device()
-        self.half = use_half(self.device)
-        self.max_batch = max_batch
-        self.tags = tags or {name: name for name in models}
-        self.variants: dict[str, str] = {}
-        self.models: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        for name, (path, variant) in models.items():
-            model = build_model(variant)
-            model.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True), strict=True)
-            self.models[name] = model.to(self.device).eval()
-            self.variants[name] = variant
+        self.variants[name] = self.variants[name] or variant_of(name)
+        model = build_model(self.variants[name])
+        model.load_state_dict(torch.load(str(model_dir / WEIGHTS_FILE), map_location="cpu", weights_only=True),
+                              strict=True)
+        return model.to(self.device).eval()
 
-    @classmethod
-    def from_store(cls, device: str | None = None) -> FlowEngine:
-        installed = store.of_family("flow")
-        return cls({name: (m.path / WEIGHTS_FILE, m.variant) for name, m in installed.items()},
-                   tags={name: m.tag for name, m in installed.items()}, device=device)
+    def _facts(self, name: str) -> dict:
+        return {"variant": self.variants[name], "output": "flow frame0 → frame1, (dx, dy) pixels"}
 
-    def describe(self) -> dict[str, dict]:
-        return {name: {"tag": self.tags[name], "variant": self.variants[name], "device": self.device,
-                       "half": self.half, "output": "flow frame0 → frame1, (dx, dy) pixels"}
-                for name in self.models}
+    def warm_up(self) -> None:
+        self.flow([flow_item(name, blank_bgr(360, 640), blank_bgr(360, 640)) for name in self.models])
 
     def _precision(self):
         import torch
@@ -89,7 +70,7 @@ class FlowEngine:
         batch = batch.permute(0, 3, 1, 2).float().div(255)
         return ((batch - 0.5) / 0.5).contiguous()
 
-    def flow(self, items: list[dict]) -> list[dict]:
+    def flow(self, items: list[FlowItem]) -> list[dict]:
         """``[{"model", "frame0", "frame1", "iters"?}]`` → ``[{"flow": float32 HxWx2 (dx, dy)}]``."""
         import torch
 
@@ -98,13 +79,13 @@ class FlowEngine:
             shape, iters = _check_item(item, self.models)
             groups[(item["model"], shape, iters)].append(index)
         out: list[dict] = [{} for _ in items]
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             for (name, _shape, iters), indices in groups.items():
                 for start in range(0, len(indices), self.max_batch):
                     chunk = indices[start:start + self.max_batch]
                     image0 = self.to_input([items[i]["frame0"] for i in chunk])
                     image1 = self.to_input([items[i]["frame1"] for i in chunk])
-                    with self._precision():
+                    with self.locks[name], self._precision():
                         predictions = self.models[name](image0, image1, num_flow_updates=iters)
                     flow = predictions[-1].float().permute(0, 2, 3, 1).cpu().numpy()
                     for row, i in enumerate(chunk):
@@ -134,24 +115,16 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
     return (height, width), int(iters)
 
 
-@runner_service("flow-runner")
-class FlowRunner:
-    def __init__(self) -> None:
-        self.engine = FlowEngine.from_store()
-        use_cpu_budget("flow", self.engine.device)
-        if should_warm_up(self.engine.device):
-            self.engine.flow([flow_item(name, blank_bgr(360, 640), blank_bgr(360, 640)) for name in self.engine.models])
+class FlowClient(RunnerClient):
+    """The flow runner as tasks call it: frame pairs in, flow fields (float32 HxWx2, dx dy) out."""
 
-    # max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends ~120 pairs
-    # (RAFT large 640x360 fp16: ~46 ms per batch of 8 on an H200), so the bound must be generous.
-    @bentoml.api(batchable=True, max_batch_size=FLOW_MAX_BATCH,
-                 max_latency_ms=FLOW_LATENCY_FACTOR * get_settings().runner_max_latency_ms)
-    async def flow(self, items: list[dict]) -> list[dict]:
-        return await run_items(self.engine.flow, items)
-
-    @bentoml.api
-    async def describe(self) -> dict:
-        return self.engine.describe()
+    async def flow(self, items: list[FlowItem]) -> list[np.ndarray]:
+        return [np.asarray(answer["flow"], dtype=np.float32) for answer in await self.call("flow", items)]
 
 
-FlowRunner.models.extend(store.references("flow"))
+# The table's ``flow`` API: max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends
+# ~120 pairs (RAFT large 640x360 fp16: ~46 ms per batch of 8 on an H200), so its bound is twice the others'.
+@runner_service(FAMILY)
+class FlowRunner(Runner):
+    engine_class = FlowEngine
+    client = FlowClient

@@ -17,10 +17,8 @@ box, pixels of the image sent), ``polygon`` (float32 (K, 2), the mask's largest 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,46 +26,42 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from models import store
 from nets import sam2 as stored
 from runners.common import (
-    StoreEngine,
+    Engine,
+    Runner,
+    RunnerClient,
+    as_bgr,
     blank_bgr,
     keep_torch_threads,
-    run_items,
     runner_service,
-    should_warm_up,
-    use_cpu_budget,
     write_lossless_video,
 )
-from settings import get_settings
-from vocab.arrays import is_packed, pack, unpack
-from vocab.items import SAM2_MAX_BATCH, sam2_image_item
+from vocab.families import FAMILIES
+from vocab.items import Sam2ImageItem, sam2_image_item
+from vocab.segmentation import SamInstance
 
-DEFAULT_MODEL = "sam2.1_b"
+FAMILY = FAMILIES["sam2"]
 
 
 @dataclass
 class _LoadedSam2:
-    name: str
-    tag: str
     stored: stored.StoredSam2
     sam: Any  # ultralytics.SAM
     video_predictor: Any  # ultralytics SAM2VideoPredictor around sam.model
-    lock: threading.Lock
 
 
-class Sam2Engine(StoreEngine):
+class Sam2Engine(Engine):
     """Loads each installed SAM 2.1 once; answers image batches and whole videos with plain dicts."""
 
-    family = "sam2"
+    family = FAMILY.name
     models: dict[str, _LoadedSam2]
 
     def _overrides(self, spec: stored.StoredSam2, threshold: float = 0.25) -> dict:
         return {"imgsz": spec.imgsz, "device": self.device, "quantize": 16 if self.half else 32,
                 "conf": float(threshold), "save": False, "verbose": False}
 
-    def _load(self, name: str, model_dir: Path, tag: str) -> _LoadedSam2:
+    def _load(self, name: str, model_dir: Path) -> _LoadedSam2:
         from ultralytics import SAM
         from ultralytics.models.sam import SAM2VideoPredictor
 
@@ -77,29 +71,27 @@ class Sam2Engine(StoreEngine):
         video_predictor = SAM2VideoPredictor(overrides={**self._overrides(spec), "mode": "predict"})
         sam.model.set_binarize(True)  # what ultralytics' video predictor sets; only its memory encoder reads it
         video_predictor.setup_model(sam.model, verbose=False)
-        return _LoadedSam2(name, tag, spec, sam, video_predictor, threading.Lock())
+        return _LoadedSam2(spec, sam, video_predictor)
 
-    def describe(self) -> dict[str, dict]:
-        return {name: {"tag": m.tag, "variant": m.stored.variant, "architecture": m.stored.architecture,
-                       "imgsz": m.stored.imgsz, "device": self.device, "half": self.half}
-                for name, m in self.models.items()}
+    def _facts(self, name: str) -> dict:
+        spec = self.models[name].stored
+        return {"variant": spec.variant, "architecture": spec.architecture, "imgsz": spec.imgsz}
 
-    def _model(self, name: str | None) -> _LoadedSam2:
-        if not self.models:
-            raise RuntimeError("no SAM 2 model is installed")
-        return self.models[name or (DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models)))]
+    def warm_up(self) -> None:
+        self.segment_images([sam2_image_item(name, blank_bgr(), bboxes=[[100, 100, 300, 300]]) for name in self.models])
 
-    def segment_images(self, items: list[dict]) -> list[dict]:
+    def segment_images(self, items: list[Sam2ImageItem]) -> list[dict]:
         """``vocab.items.Sam2ImageItem`` each → ``{"instances": [...]}`` each."""
         out = []
         for item in items:
-            image = _bgr(item["image"])
-            loaded = self._model(item.get("model"))
+            image = as_bgr(item["image"])
+            name = self.named(item.get("model"))
+            loaded = self.models[name]
             prompts = _prompts(item.get("bboxes"), item.get("points"), item.get("labels"))
             if prompts is None:
                 out.append({"instances": []})
                 continue
-            with loaded.lock, keep_torch_threads():
+            with self.locks[name], keep_torch_threads():
                 result = loaded.sam.predict(image, **prompts, **self._overrides(loaded.stored, item["threshold"]))[0]
             out.append({"instances": instances_of(result)})
         return out
@@ -107,19 +99,19 @@ class Sam2Engine(StoreEngine):
     def segment_video(self, frames: list[np.ndarray], bboxes: list | None, points: list | None,
                       labels: list | None, threshold: float, model: str | None = None) -> dict:
         """Track the prompts on ``frames[0]`` through ``frames`` (uint8 BGR, one size); ids = prompt indices."""
-        frames = [_bgr(f) for f in frames]
+        frames = [as_bgr(f) for f in frames]
         prompts = _prompts(bboxes, points, labels)
         if not frames or prompts is None:
             return {"frames": [{"frame_id": i, "instances": []} for i in range(len(frames))]}
         if any(f.shape != frames[0].shape for f in frames):
             raise ValueError("all frames of a video must have the same size")
-        loaded = self._model(model)
-        predictor = loaded.video_predictor
+        name = self.named(model)
+        predictor = self.models[name].video_predictor
         out_frames = []
         with tempfile.TemporaryDirectory(prefix="sam2-video-") as tmp:
             path = Path(tmp) / "frames.avi"
             write_lossless_video(frames, path)
-            with loaded.lock, keep_torch_threads():
+            with self.locks[name], keep_torch_threads():
                 predictor.args.conf = float(threshold)
                 stream = predictor(source=str(path), stream=True, **prompts)
                 with contextlib.closing(stream):
@@ -142,13 +134,6 @@ def _prompts(bboxes, points, labels) -> dict | None:
     return prompts
 
 
-def _bgr(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {image.shape}")
-    return np.ascontiguousarray(image)
-
-
 def instances_of(result) -> list[dict]:
     """ultralytics ``Results`` of a SAM 2 predictor → instance dicts; ``cls`` there is the prompt's index."""
     from ultralytics.utils.ops import masks2segments
@@ -167,30 +152,25 @@ def instances_of(result) -> list[dict]:
             for i, polygon in enumerate(polygons) if areas[i] > 0 and len(polygon) >= 3]
 
 
-@runner_service("sam2-runner", timeout_s=600, max_concurrency=64)
-class Sam2Runner:
-    def __init__(self) -> None:
-        self.engine = Sam2Engine.from_store()
-        use_cpu_budget("sam2", self.engine.device)
-        if should_warm_up(self.engine.device):
-            self.engine.segment_images([sam2_image_item(name, blank_bgr(), bboxes=[[100, 100, 300, 300]])
-                                        for name in self.engine.models])
+class Sam2Client(RunnerClient):
+    """The SAM 2 runner as tasks call it: per image (per frame of a video) its instances (``SamInstance``, pixels of
+    the image sent, ``prompt_index`` = the prompt's index, the object id on video frames)."""
 
-    @bentoml.api(batchable=True, max_batch_size=SAM2_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
-    async def segment_images(self, items: list[dict]) -> list[dict]:
-        return await run_items(self.engine.segment_images, items)
+    async def segment_images(self, items: list[Sam2ImageItem]) -> list[list[SamInstance]]:
+        return [answer["instances"] for answer in await self.call("segment_images", items)]
+
+    async def segment_video(self, frames: list[np.ndarray], bboxes: list | None, points: list | None,
+                            labels: list | None, threshold: float, model: str) -> list[list[SamInstance]]:
+        tracked = await self.call("segment_video", frames, bboxes, points, labels, threshold, model)
+        return [frame["instances"] for frame in tracked["frames"]]
+
+
+@runner_service(FAMILY)
+class Sam2Runner(Runner):
+    client = Sam2Client
+    engine_class = Sam2Engine  # the table's ``segment_images`` API runs ``Sam2Engine.segment_images`` in batches
 
     @bentoml.api
     async def segment_video(self, frames: list, bboxes: list | None, points: list | None, labels: list | None,
                             threshold: float, model: str | None = None) -> dict:
-        packed = is_packed(frames)
-        frames = unpack(frames) if packed else frames
-        tracked = await asyncio.to_thread(self.engine.segment_video, frames, bboxes, points, labels, threshold, model)
-        return pack(tracked) if packed else tracked
-
-    @bentoml.api
-    async def describe(self) -> dict:
-        return self.engine.describe()
-
-
-Sam2Runner.models.extend(store.references("sam2"))
+        return await self.whole(self.engine.segment_video, frames, bboxes, points, labels, threshold, model)

@@ -17,11 +17,9 @@ and, for videos, ``object_id``. Instances whose mask is empty (nothing to outlin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,44 +28,40 @@ import bentoml
 import numpy as np
 
 from media.masks import runs_of
-from models import store
 from nets import sam3_arch
 from nets.sam3_arch import ARCH_FILE, CHECKPOINT
 from runners.common import (
-    StoreEngine,
+    Engine,
+    Runner,
+    RunnerClient,
+    as_bgr,
     blank_bgr,
     keep_torch_threads,
-    run_items,
     runner_service,
-    should_warm_up,
-    use_cpu_budget,
     write_lossless_video,
 )
-from settings import get_settings
-from vocab.arrays import is_packed, pack, unpack
-from vocab.items import SAM3_MAX_BATCH, sam3_image_item
+from vocab.families import FAMILIES
+from vocab.items import Sam3ImageItem, sam3_image_item
+from vocab.segmentation import SamInstance
 
-DEFAULT_MODEL = "sam3"
+FAMILY = FAMILIES["sam3"]
 
 
 @dataclass
 class _LoadedSam3:
-    name: str
-    tag: str
     variant: str
     imgsz: int
     image_predictor: Any  # SAM3SemanticPredictor
     video_predictor: Any  # SAM3VideoSemanticPredictor (sharing the image predictor's detector)
-    lock: threading.Lock
 
 
-class Sam3Engine(StoreEngine):
+class Sam3Engine(Engine):
     """Loads each installed SAM 3 once and answers image batches and whole videos with plain dicts."""
 
-    family = "sam3"
+    family = FAMILY.name
     models: dict[str, _LoadedSam3]
 
-    def _load(self, name: str, model_dir: Path, tag: str) -> _LoadedSam3:
+    def _load(self, name: str, model_dir: Path) -> _LoadedSam3:
         spec = json.loads((model_dir / ARCH_FILE).read_text())
         checkpoint = model_dir / CHECKPOINT
         if spec["variant"] == "full":
@@ -83,29 +77,23 @@ class Sam3Engine(StoreEngine):
             "verbose": False,
         }
         image_predictor, video_predictor = _build_predictors(detector, tracker, overrides)
-        return _LoadedSam3(name, tag, spec["variant"], int(spec["imgsz"]), image_predictor, video_predictor,
-                           threading.Lock())
+        return _LoadedSam3(spec["variant"], int(spec["imgsz"]), image_predictor, video_predictor)
 
-    def describe(self) -> dict[str, dict]:
-        return {
-            name: {"tag": m.tag, "variant": m.variant, "imgsz": m.imgsz, "device": self.device, "half": self.half}
-            for name, m in self.models.items()
-        }
+    def _facts(self, name: str) -> dict:
+        return {"variant": self.models[name].variant, "imgsz": self.models[name].imgsz}
 
-    def _model(self, name: str | None) -> _LoadedSam3:
-        if not self.models:
-            raise RuntimeError("no SAM 3 model is installed")
-        return self.models[name or (DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models)))]
+    def warm_up(self) -> None:
+        self.segment_images([sam3_image_item(name, blank_bgr(), ["person"], 0.25) for name in self.models])
 
-    def segment_images(self, items: list[dict]) -> list[dict]:
+    def segment_images(self, items: list[Sam3ImageItem]) -> list[dict]:
         """``{"image": uint8 HxWx3 BGR, "concepts": [str], "threshold": float[, "model": str]}`` each."""
         out = []
         for item in items:
             concepts = _concepts(item["concepts"])
-            image = _bgr(item["image"])
-            model = self._model(item.get("model"))
-            predictor = model.image_predictor
-            with model.lock, keep_torch_threads():
+            image = as_bgr(item["image"])
+            name = self.named(item.get("model"))
+            predictor = self.models[name].image_predictor
+            with self.locks[name], keep_torch_threads():
                 predictor.args.conf = float(item["threshold"])
                 result = predictor(source=image, text=concepts)[0]
                 out.append({"instances": _image_instances(result, len(concepts), bool(item.get("with_runs")))})
@@ -117,18 +105,18 @@ class Sam3Engine(StoreEngine):
     ) -> dict:
         """Track every instance of the concepts through ``frames`` (uint8 BGR, one size); ids stay per object."""
         concepts = _concepts(concepts)
-        frames = [_bgr(f) for f in frames]
+        frames = [as_bgr(f) for f in frames]
         if not frames:
             return {"frames": []}
         if any(f.shape != frames[0].shape for f in frames):
             raise ValueError("all frames of a video must have the same size")
-        loaded = self._model(model)
-        predictor = loaded.video_predictor
+        name = self.named(model)
+        predictor = self.models[name].video_predictor
         out_frames = []
         with tempfile.TemporaryDirectory(prefix="sam3-video-") as tmp:
             path = Path(tmp) / "frames.avi"
             write_lossless_video(frames, path)
-            with loaded.lock, keep_torch_threads():
+            with self.locks[name], keep_torch_threads():
                 predictor.args.conf = float(threshold)
                 predictor.score_threshold_detection = float(threshold)
                 predictor.max_num_objects = int(max_objects) if max_objects and max_objects > 0 else 10000
@@ -164,13 +152,6 @@ def _concepts(concepts) -> list[str]:
     if not concepts or any(not c for c in concepts):
         raise ValueError("concepts must be a non-empty list of non-empty strings")
     return concepts
-
-
-def _bgr(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 HxWx3 BGR image, got {image.dtype} {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 def _image_instances(result, n_concepts: int, with_runs: bool = False) -> list[dict]:
@@ -219,33 +200,27 @@ def _instances(xyxy, scores, classes, object_ids, masks, n_concepts: int, with_r
     return instances
 
 
-@runner_service("sam3-runner", timeout_s=600, max_concurrency=64)
-class Sam3Runner:
-    def __init__(self) -> None:
-        self.engine = Sam3Engine.from_store()
-        use_cpu_budget("sam3", self.engine.device)
-        if should_warm_up(self.engine.device):
-            self.engine.segment_images([sam3_image_item(name, blank_bgr(), ["person"], 0.25)
-                                        for name in self.engine.models])
+class Sam3Client(RunnerClient):
+    """The SAM 3 runner as tasks call it: per image (per frame of a video) its instances (``SamInstance``, pixels of
+    the image sent, ``concept_index`` into the concepts asked; ``object_id`` on video frames)."""
 
-    @bentoml.api(batchable=True, max_batch_size=SAM3_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
-    async def segment_images(self, items: list[dict]) -> list[dict]:
-        return await run_items(self.engine.segment_images, items)
+    async def segment_images(self, items: list[Sam3ImageItem]) -> list[list[SamInstance]]:
+        return [answer["instances"] for answer in await self.call("segment_images", items)]
+
+    async def segment_video(self, frames: list[np.ndarray], concepts: list[str], threshold: float, max_objects: int,
+                            model: str, with_runs: bool = False) -> list[list[SamInstance]]:
+        tracked = await self.call("segment_video", frames, concepts, threshold, max_objects, model, with_runs)
+        return [frame["instances"] for frame in tracked["frames"]]
+
+
+@runner_service(FAMILY)
+class Sam3Runner(Runner):
+    client = Sam3Client
+    engine_class = Sam3Engine  # the table's ``segment_images`` API runs ``Sam3Engine.segment_images`` in batches
 
     @bentoml.api
     async def segment_video(
         self, frames: list, concepts: list, threshold: float, max_objects: int, model: str | None = None,
         with_runs: bool = False,
     ) -> dict:
-        packed = is_packed(frames)
-        frames = unpack(frames) if packed else frames
-        tracked = await asyncio.to_thread(self.engine.segment_video, frames, concepts, threshold, max_objects, model,
-                                          with_runs)
-        return pack(tracked) if packed else tracked
-
-    @bentoml.api
-    async def describe(self) -> dict:
-        return self.engine.describe()
-
-
-Sam3Runner.models.extend(store.references("sam3"))
+        return await self.whole(self.engine.segment_video, frames, concepts, threshold, max_objects, model, with_runs)

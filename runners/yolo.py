@@ -12,63 +12,43 @@ Results leave as numpy arrays in the pixels of the image that was sent.
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-import bentoml
 import numpy as np
 
-from models import store
-from runners.common import (
-    blank_bgr,
-    keep_torch_threads,
-    pick_device,
-    run_items,
-    runner_service,
-    should_warm_up,
-    use_cpu_budget,
-    use_half,
-)
-from settings import get_settings
-from vocab.items import YOLO_MAX_BATCH, yolo_item
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
+from vocab.detections import Detections
+from vocab.families import FAMILIES
+from vocab.items import YoloItem, yolo_item
 
+FAMILY = FAMILIES["yolo"]
+PREDICT_API = FAMILY.api("predict")  # its batch limit: tasks chunk their calls by it
 ITEM_OPTION_KEYS = ("model", "imgsz", "threshold", "iou", "max_det", "classes")  # vocab.items.YoloItem
+CHECKPOINT = "model.pt"  # in each model's store directory
 
 
-class YoloEngine:
+class YoloEngine(Engine):
     """Loads each YOLO model once; ``predict`` groups items by model and options and runs them as batches."""
 
-    def __init__(self, checkpoints: dict[str, str], tags: dict[str, str] | None = None, device: str | None = None):
+    family = FAMILY.name
+
+    def _load(self, name: str, model_dir: Path) -> Any:
         from ultralytics import YOLO
 
-        self.device = device or pick_device()
-        self.half = use_half(self.device)
-        self.tags = tags or {name: name for name in checkpoints}
-        self.models: dict[str, Any] = {}
-        self.locks: dict[str, threading.Lock] = {}
-        with keep_torch_threads():
-            for name, path in checkpoints.items():
-                model = YOLO(path)
-                model.to(self.device)
-                self.models[name] = model
-                self.locks[name] = threading.Lock()
+        model = YOLO(str(model_dir / CHECKPOINT if model_dir.is_dir() else model_dir))
+        model.to(self.device)
+        return model
 
-    @classmethod
-    def from_store(cls) -> YoloEngine:
-        installed = store.of_family("yolo")
-        return cls(
-            {name: str(m.path / "model.pt") for name, m in installed.items()},
-            tags={name: m.tag for name, m in installed.items()},
-        )
+    def _facts(self, name: str) -> dict:
+        model = self.models[name]
+        return {"task": model.task, "names": dict(model.names)}
 
-    def describe(self) -> dict[str, dict]:
-        return {
-            name: {"tag": self.tags[name], "task": model.task, "names": dict(model.names), "device": self.device, "half": self.half}
-            for name, model in self.models.items()
-        }
+    def warm_up(self) -> None:
+        self.predict([yolo_item(name, blank_bgr(), imgsz=640, threshold=0.25) for name in self.models])
 
-    def predict(self, items: list[dict]) -> list[dict]:
+    def predict(self, items: list[YoloItem]) -> list[dict]:
         groups: dict[tuple, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
             key = (*(_hashable(item.get(k)) for k in ITEM_OPTION_KEYS), item["image"].shape)
@@ -120,21 +100,23 @@ def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-@runner_service("yolo-runner")
-class YoloRunner:
-    def __init__(self) -> None:
-        self.engine = YoloEngine.from_store()
-        use_cpu_budget("yolo", self.engine.device)
-        if should_warm_up(self.engine.device):
-            self.engine.predict([yolo_item(name, blank_bgr(), imgsz=640, threshold=0.25) for name in self.engine.models])
+class YoloClient(RunnerClient):
+    """The YOLO runner as tasks call it: items in, ``Detections`` out (pixels of the image sent)."""
 
-    @bentoml.api(batchable=True, max_batch_size=YOLO_MAX_BATCH, max_latency_ms=get_settings().runner_max_latency_ms)
-    async def predict(self, items: list[dict]) -> list[dict]:
-        return await run_items(self.engine.predict, items)
+    _class_names: dict[str, dict[int, str]] = {}  # model tag → class names; a tag's files never change
 
-    @bentoml.api
-    async def describe(self) -> dict:
-        return self.engine.describe()
+    async def predict(self, items: list[YoloItem]) -> list[Detections]:
+        return [Detections.from_yolo(arrays) for arrays in await self.call("predict", items)]
+
+    async def class_names(self, tag: str) -> dict[int, str]:
+        """The class names of the model stored under ``tag`` (asked of the runner once per tag)."""
+        if tag not in self._class_names:
+            for info in (await self.describe()).values():
+                self._class_names[info["tag"]] = {int(k): v for k, v in info["names"].items()}
+        return self._class_names[tag]
 
 
-YoloRunner.models.extend(store.references("yolo"))
+@runner_service(FAMILY)
+class YoloRunner(Runner):
+    client = YoloClient
+    engine_class = YoloEngine  # the table's ``predict`` API runs ``YoloEngine.predict`` in adaptive batches

@@ -3,8 +3,13 @@
 A task module reads the same way for every task (LitServe's ``decode → predict → encode``):
 
 - ``decode(task_input, settings)``: bytes → what the runners need (decode, resize, validate). CPU.
-- ``run(decoded, task_input, runners)``: the runner calls; CPU work inside it goes through ``offload``.
+- ``run(decoded, task_input, runners)``: the runner calls, through each family's typed client
+  (``runners[YoloClient].predict(...)`` answers ``Detections``); CPU work inside it goes through ``offload``.
 - ``encode(raw, decoded, task_input)``: runner output → the wire answer (rescale, draw, encode). CPU.
+
+A task's models are resolved before it starts (``tasks/infer.py``): the request's ``model`` and each companion its
+registry entry declares (velocity's detector and flow model, SAM 2's detector for text prompts), in
+``TaskInput.models`` by kind.
 
 ``tasks/infer.py`` calls them in that order and runs ``decode`` and ``encode`` in a worker thread: nothing
 CPU-heavy runs on the event loop, for any task.
@@ -20,10 +25,13 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from models.store import InstalledModel
+from runners.common import Runners
 from settings import Settings
+from vocab.families import KIND_FAMILY
 from vocab.schema import Options
 
 T = TypeVar("T")
+DETECT, FLOW = "detect", "flow"  # the model kinds tasks ask for by name (a detector, a flow model)
 
 
 @dataclass(frozen=True)
@@ -35,16 +43,26 @@ class TaskInput:
     media_kind: str  # "image" | "video"
     container: str
     options: Any  # the task's Options subclass
-    model: InstalledModel
-    installed: dict[str, InstalledModel]
+    model: InstalledModel  # the request's ``model`` (or the task's default)
+    models: dict[str, InstalledModel]  # by kind: ``model`` and every companion the registry entry declares
 
 
 class TaskModule(Protocol):
     def decode(self, task_input: TaskInput, settings: Settings) -> Any: ...
 
-    async def run(self, decoded: Any, task_input: TaskInput, runners: Any) -> Any: ...
+    async def run(self, decoded: Any, task_input: TaskInput, runners: Runners) -> Any: ...
 
     def encode(self, raw: Any, decoded: Any, task_input: TaskInput) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A model a task uses beside the request's ``model``, resolved with it before the task starts."""
+
+    kind: str
+    option: str | None = None  # the options field that names it (its value, or the field's default)
+    default: str | None = None  # the store name used when no option names it
+    when: str | None = None  # an options method: resolved only when it answers True (else not needed)
 
 
 @dataclass(frozen=True)
@@ -54,17 +72,21 @@ class TaskSpec:
     name: str
     title: str  # what the playground shows
     accepts: tuple[str, ...]  # "image", "video"
-    model_kind: str | tuple[str, ...]  # the kind(s) of model the request's ``model`` may name (models/catalog.py);
-    # several: the task module tells them apart, and the default model is of the first
+    model_kinds: tuple[str, ...]  # the kinds of model the request's ``model`` may name (models/catalog.py);
+    # several: the task module tells them apart (``TaskInput.models``), and the default model is of the first
     default_model: str  # store name used when the request names none
     options: type[Options]
     module: TaskModule
-    runners: tuple[str, ...]  # the runner families it calls (attributes of the gateway)
+    companions: tuple[Companion, ...] = ()  # a kind the request's ``model`` already is needs no companion
 
     @property
     def default_kind(self) -> str:
-        """The kind of ``default_model``: the only kind, or the first of several."""
-        return self.model_kind if isinstance(self.model_kind, str) else self.model_kind[0]
+        return self.model_kinds[0]
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The runner families it calls: those of its model kinds and its companions' (vocab/families.py)."""
+        return tuple(dict.fromkeys(KIND_FAMILY[kind] for kind in (*self.model_kinds, *(c.kind for c in self.companions))))
 
 
 async def offload(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -106,26 +128,3 @@ def load_video(data: bytes, max_frames: int, settings: Settings, min_frames: int
                         max_duration_s=settings.max_video_seconds, max_frames_hard=settings.max_video_frames,
                         min_frames=min_frames, max_decoded_bytes=settings.max_video_decoded_bytes,
                         max_samples=settings.max_video_samples)
-
-
-def segmentation_video_answer(concepts: list[str], video, per_frame: list[tuple], encoded: bytes,
-                              **metrics: Any) -> dict:
-    """The SAM video answer (SAM 3 and SAM 2): the annotated H.264 video, scalar metrics (``metrics`` adds the
-    task's own), and each frame's instances; no top-level ``instances`` (the client would take the image branch)."""
-    import base64
-
-    return {
-        "concepts": concepts,
-        "annotated_video": base64.b64encode(encoded).decode(),
-        "content_type": "video/mp4",
-        "metrics": {
-            "frames_processed": len(video.frames),
-            "instances_detected_total": sum(len(items) for _, items in per_frame),
-            **metrics,
-            "objects_tracked": len({item["object_id"] for _, items in per_frame for item in items}),
-            "fps": round(video.fps, 3),
-            "width": video.width,
-            "height": video.height,
-        },
-        "frames": [{"frame_id": index, "instances": items} for index, (_, items) in enumerate(per_frame)],
-    }

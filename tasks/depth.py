@@ -8,12 +8,13 @@ lossless 16-bit PNG (``png16``: 65,536 levels for measuring) and an inferno colo
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 
+from runners.common import Runners
+from runners.depth import DepthClient
 from settings import Settings
 from tasks.base import Resized, TaskInput, resize_to_fit
+from vocab.depth import DepthAnswer
 from vocab.errors import bad_request
 from vocab.items import depth_item
 from vocab.schema import DepthOptions
@@ -32,9 +33,9 @@ def decode(task_input: TaskInput, settings: Settings) -> Resized:
     return resize_to_fit(image.bgr, min(MAX_SIDE, max(image.width, image.height)))
 
 
-async def run(resized: Resized, task_input: TaskInput, runners) -> np.ndarray:
-    (result,) = await runners.depth.estimate([depth_item(task_input.model.store_name, resized.bgr)])
-    return np.asarray(result["depth"], dtype=np.float32)
+async def run(resized: Resized, task_input: TaskInput, runners: Runners) -> np.ndarray:
+    (depth,) = await runners[DepthClient].estimate([depth_item(task_input.model.store_name, resized.bgr)])
+    return depth
 
 
 def normalise(depth: np.ndarray) -> np.ndarray:
@@ -49,12 +50,12 @@ def normalise(depth: np.ndarray) -> np.ndarray:
     return out
 
 
-def _png(array: np.ndarray) -> str:
+def _png(array: np.ndarray) -> bytes:
     import cv2
 
     ok, buffer = cv2.imencode(".png", array)
     assert ok
-    return base64.b64encode(buffer.tobytes()).decode()
+    return buffer.tobytes()
 
 
 def encode(depth: np.ndarray, resized: Resized, task_input: TaskInput) -> dict:
@@ -67,16 +68,9 @@ def encode(depth: np.ndarray, resized: Resized, task_input: TaskInput) -> dict:
     unit = normalise(depth)
     finite = depth[np.isfinite(depth)]
     grey8 = np.round(unit * 255).astype(np.uint8)
-    out = {
-        "depth_image": _png(grey8),
-        "width": width,
-        "height": height,
-        "depth_min": float(finite.min()) if finite.size else 0.0,
-        "depth_max": float(finite.max()) if finite.size else 0.0,
-        "relative": True,
-    }
-    if options.png16:
-        out["depth_png16"] = _png(np.round(unit * 65535).astype(np.uint16))
-    if options.colormap:
-        out["depth_colormap"] = _png(cv2.applyColorMap(grey8, cv2.COLORMAP_INFERNO))
-    return out
+    return DepthAnswer(
+        _png(grey8), width, height,
+        depth_min=float(finite.min()) if finite.size else 0.0, depth_max=float(finite.max()) if finite.size else 0.0,
+        png16=_png(np.round(unit * 65535).astype(np.uint16)) if options.png16 else None,
+        colormap=_png(cv2.applyColorMap(grey8, cv2.COLORMAP_INFERNO)) if options.colormap else None,
+    ).to_wire()

@@ -1,8 +1,9 @@
 """One ``/infer`` request, from its JSON body to its wire answer, in a straight line.
 
-validate the body → look the task up in the registry → its options → resolve the model → decode the base64
-payload (or take an upload's bytes as they came: ``payload``, from ``edge/uploads.py``) and sniff it → the
-task module's ``decode`` (thread) → ``run`` (runners) → ``encode`` (thread).
+validate the body → look the task up in the registry → its options → resolve the model and the task's
+companions → decode the base64 payload (or take an upload's bytes as they came: ``payload``, from
+``edge/uploads.py``) and sniff it → the task module's ``decode`` (thread) → ``run`` (runners) → ``encode``
+(thread).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from media.decode import decode_base64, sniff
 from models.resolve import resolve
 from models.store import InstalledModel
+from runners.common import Runners
 from settings import Settings
 from tasks.base import TaskInput, TaskModule, TaskSpec, offload
 from tasks.registry import REGISTRY, TASKS
@@ -22,12 +24,12 @@ from vocab.schema import InferRequest, Options, UploadRequest, parse_options, pa
 from vocab.timing import stage
 
 
-async def infer(body: Any, runners: Any, installed: dict[str, InstalledModel], settings: Settings) -> Any:
+async def infer(body: Any, runners: Runners, installed: dict[str, InstalledModel], settings: Settings) -> Any:
     spec, task_input = await prepare(body, installed)
     return await run_task(spec.module, task_input, runners, settings)
 
 
-async def run_task(module: TaskModule, task_input: TaskInput, runners: Any, settings: Settings) -> Any:
+async def run_task(module: TaskModule, task_input: TaskInput, runners: Runners, settings: Settings) -> Any:
     """A task module's three steps; ``decode`` and ``encode`` in a worker thread, never on the event loop."""
     progress.report("decode")
     with stage("decode"):
@@ -65,7 +67,7 @@ async def prepare(body: Any, installed: dict[str, InstalledModel]) -> tuple[Task
     """The validated request: unknown task, bad fields, options, model and payload errors are 400s (or 413)."""
     spec, request, options = validate(body)
     task = spec.name
-    model = resolve(request.model, task=task, kind=spec.model_kind, default=spec.default_model, installed=installed)
+    model, models = resolve_models(spec, request.model, options, installed)
     if isinstance(request, UploadRequest):
         data = request.payload
     else:
@@ -76,4 +78,18 @@ async def prepare(body: Any, installed: dict[str, InstalledModel]) -> tuple[Task
         wanted = " or ".join(spec.accepts)
         raise bad_request(f"{task} takes {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}; "
                           f"the payload is {'an' if media_kind == 'image' else 'a'} {media_kind} ({container})")
-    return spec, TaskInput(task, data, media_kind, container, options, model, installed)
+    return spec, TaskInput(task, data, media_kind, container, options, model, models)
+
+
+def resolve_models(spec: TaskSpec, name: str | None, options: Options,
+                   installed: dict[str, InstalledModel]) -> tuple[InstalledModel, dict[str, InstalledModel]]:
+    """The request's ``model`` (or the task's default), and by kind that model and each companion the task needs."""
+    model = resolve(name, task=spec.name, kinds=spec.model_kinds, default=spec.default_model, installed=installed)
+    models = {model.kind: model}
+    for companion in spec.companions:
+        if companion.kind in models or (companion.when and not getattr(options, companion.when)()):
+            continue
+        named = getattr(options, companion.option) if companion.option else None
+        models[companion.kind] = resolve(named, task=spec.name, kinds=(companion.kind,),
+                                         default=companion.default or named, installed=installed)
+    return model, models

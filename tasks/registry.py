@@ -9,29 +9,33 @@ beside this file (plus a runner in ``runners/`` if it needs a new model family).
 from __future__ import annotations
 
 from tasks import depth, detection, sam2, sam3, velocity
-from tasks.base import TaskSpec
+from tasks.base import DETECT, FLOW, Companion, TaskSpec
 from vocab.schema import DepthOptions, Sam2Options, Sam3Options, VelocityOptions, YoloOptions
 
 IMAGE, VIDEO = "image", "video"
+DEFAULT_FLOW_MODEL = "raft-large"
+DETECTOR = Companion(DETECT, option="detector")  # the ``detector`` option names it (default: its field's default)
 
 REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in (
-    TaskSpec("object-detection", "Object detection", accepts=(IMAGE,), model_kind="detect",
-             default_model="yolo26n", options=YoloOptions, module=detection, runners=("yolo",)),
-    TaskSpec("image-segmentation", "Image segmentation", accepts=(IMAGE,), model_kind="segment",
-             default_model="yolo26n-seg", options=YoloOptions, module=detection, runners=("yolo",)),
-    TaskSpec("pose-estimation", "Pose estimation", accepts=(IMAGE,), model_kind="pose",
-             default_model="yolo26n-pose", options=YoloOptions, module=detection, runners=("yolo",)),
-    TaskSpec("sam3-concept-segmentation", "SAM 3 concept segmentation", accepts=(IMAGE, VIDEO), model_kind="sam3",
-             default_model="sam3", options=Sam3Options, module=sam3, runners=("sam3",)),
-    TaskSpec("depth-estimation", "Depth estimation", accepts=(IMAGE,), model_kind="depth",
-             default_model="depth-anything-small", options=DepthOptions, module=depth, runners=("depth",)),
-    TaskSpec("velocity-estimation", "Velocity estimation (video)", accepts=(VIDEO,), model_kind=("flow", "detect"),
-             default_model=velocity.DEFAULT_FLOW_MODEL, options=VelocityOptions, module=velocity,
-             runners=("yolo", "flow")),
-    TaskSpec("sam2-segmentation", "SAM 2 segmentation (points, boxes)", accepts=(IMAGE, VIDEO), model_kind="sam2",
-             default_model="sam2.1_b", options=Sam2Options, module=sam2, runners=("sam2", "yolo")),
+    TaskSpec("object-detection", "Object detection", accepts=(IMAGE,), model_kinds=(DETECT,),
+             default_model="yolo26n", options=YoloOptions, module=detection),
+    TaskSpec("image-segmentation", "Image segmentation", accepts=(IMAGE,), model_kinds=("segment",),
+             default_model="yolo26n-seg", options=YoloOptions, module=detection),
+    TaskSpec("pose-estimation", "Pose estimation", accepts=(IMAGE,), model_kinds=("pose",),
+             default_model="yolo26n-pose", options=YoloOptions, module=detection),
+    TaskSpec("sam3-concept-segmentation", "SAM 3 concept segmentation", accepts=(IMAGE, VIDEO), model_kinds=("sam3",),
+             default_model="sam3", options=Sam3Options, module=sam3),
+    TaskSpec("depth-estimation", "Depth estimation", accepts=(IMAGE,), model_kinds=("depth",),
+             default_model="depth-anything-small", options=DepthOptions, module=depth),
+    # ``model`` names the flow model or the detector (the later web client sends ``yolo26n.pt``); the other is a
+    # companion: the ``detector`` option, or the default flow model
+    TaskSpec("velocity-estimation", "Velocity estimation (video)", accepts=(VIDEO,), model_kinds=(FLOW, DETECT),
+             default_model=DEFAULT_FLOW_MODEL, options=VelocityOptions, module=velocity,
+             companions=(DETECTOR, Companion(FLOW, default=DEFAULT_FLOW_MODEL))),
+    TaskSpec("sam2-segmentation", "SAM 2 segmentation (points, boxes)", accepts=(IMAGE, VIDEO), model_kinds=("sam2",),
+             default_model="sam2.1_b", options=Sam2Options, module=sam2,
+             companions=(Companion(DETECT, option="detector", when="wants_detector"),)),
 )}
 
 TASKS: tuple[str, ...] = tuple(REGISTRY)
-RUNNER_FAMILIES: tuple[str, ...] = tuple(sorted({family for spec in REGISTRY.values() for family in spec.runners}))
 DEFAULT_MODELS: tuple[str, ...] = tuple(dict.fromkeys(spec.default_model for spec in REGISTRY.values()))

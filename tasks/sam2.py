@@ -27,17 +27,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.resolve import resolve
+from media.masks import polygon_to_rle
+from runners.common import Runners
+from runners.sam2 import Sam2Client
+from runners.yolo import YoloClient
 from settings import Settings
-from tasks.base import Resized, TaskInput, load_video, resize_to_fit, segmentation_video_answer
-from tasks.sam3 import parse_concepts, polygon_to_rle
+from tasks.base import DETECT, Resized, TaskInput, load_video, resize_to_fit
+from vocab.concepts import text_concepts
 from vocab.detections import Detections
 from vocab.errors import bad_request
 from vocab.items import sam2_image_item, yolo_item
 from vocab.schema import Sam2Options
+from vocab.segmentation import SamInstance, SegmentationVideo
 
 WORKING_SIZE = 1024  # SAM 2's own input size: larger photos are resized in the gateway, results scaled back
-DETECTOR_KIND = "detect"
 DETECTOR_IMGSZ = 640
 DETECTOR_THRESHOLD = 0.25
 DUPLICATE_IOU = 0.7
@@ -65,18 +68,10 @@ class Sam2Input:
     video: object | None  # media.video.Video
     prompts: Prompts | None  # None: text prompts, turned into boxes by the detector in ``run``
     text: list[str]
-    detector: str  # store name (text prompts)
+    detector: str  # store name (text prompts; the registry's companion, resolved with the request)
 
 
 # ---------------------------------------------------------------- prompts (pure)
-
-
-def text_concepts(prompt: str | list[str] | None, max_concepts: int) -> list[str]:
-    """The concepts of ``text_prompt`` (as SAM 3 parses them); none for an absent or blank prompt."""
-    parts = [prompt] if isinstance(prompt, str) else (prompt or [])
-    if not any(part.replace(",", " ").strip() for part in parts):
-        return []
-    return parse_concepts(prompt, max_concepts)
 
 
 def check_prompts(options: Sam2Options, width: int, height: int) -> None:
@@ -170,63 +165,51 @@ def decode(task_input: TaskInput, settings: Settings) -> Sam2Input:
     if options.bboxes is not None or options.points is not None:
         prompts = visual_prompts(options, resized[0])
     elif text:
-        prompts = None
-        detector = resolve(options.detector, task=task_input.task, kind=DETECTOR_KIND, default=options.detector,
-                           installed=task_input.installed).store_name
+        prompts, detector = None, task_input.models[DETECT].store_name  # Sam2Options.wants_detector
     else:
         prompts = everything_prompts(resized[0], options.max_objects)
     return Sam2Input(resized, video, prompts, text, detector)
 
 
-async def run(decoded: Sam2Input, task_input: TaskInput, runners) -> tuple[Prompts, dict]:
+async def run(decoded: Sam2Input, task_input: TaskInput, runners: Runners) -> tuple[Prompts, list[list[SamInstance]]]:
+    """The prompts, and per image (one) or per frame the runner's instances."""
     options: Sam2Options = task_input.options
-    prompts = decoded.prompts or await detect_prompts(runners, decoded, options.max_objects)
-    model = task_input.model.store_name
+    prompts = decoded.prompts or await detect_prompts(runners[YoloClient], decoded, options.max_objects)
+    model, sam2 = task_input.model.store_name, runners[Sam2Client]
     if not len(prompts):  # text prompts that matched no detector box: nothing to segment
-        empty = {"instances": []} if decoded.video is None else {
-            "frames": [{"frame_id": i, "instances": []} for i in range(len(decoded.resized))]}
-        return prompts, empty
+        return prompts, [[] for _ in decoded.resized]  # one image, or every frame
     if decoded.video is None:
         item = sam2_image_item(model, decoded.resized[0].bgr, bboxes=prompts.bboxes, points=prompts.points,
                                labels=prompts.labels, threshold=options.threshold)
-        (result,) = await runners.sam2.segment_images([item])
-        return prompts, result
+        return prompts, await sam2.segment_images([item])
     frames = [r.bgr for r in decoded.resized]
-    return prompts, await runners.sam2.segment_video(frames, prompts.bboxes, prompts.points, prompts.labels,
-                                                     options.threshold, model)
+    return prompts, await sam2.segment_video(frames, prompts.bboxes, prompts.points, prompts.labels,
+                                             options.threshold, model)
 
 
-async def detect_prompts(runners, decoded: Sam2Input, max_objects: int) -> Prompts:
+async def detect_prompts(yolo: YoloClient, decoded: Sam2Input, max_objects: int) -> Prompts:
     """Text prompts → the detector's boxes of those classes on the (first) image, as box prompts."""
     for_detector = resize_to_fit(decoded.resized[0].bgr, DETECTOR_IMGSZ)
     item = yolo_item(decoded.detector, for_detector.bgr, imgsz=DETECTOR_IMGSZ, threshold=DETECTOR_THRESHOLD)
-    (arrays,) = await runners.yolo.predict([item])
-    return text_prompts(Detections.from_arrays(arrays), decoded.text, max_objects, for_detector.scale_x)
+    (detections,) = await yolo.predict([item])
+    return text_prompts(detections, decoded.text, max_objects, for_detector.scale_x)
 
 
-def encode(raw: tuple[Prompts, dict], decoded: Sam2Input, task_input: TaskInput) -> dict:
-    prompts, result = raw
+def encode(raw: tuple[Prompts, list[list[SamInstance]]], decoded: Sam2Input, task_input: TaskInput) -> dict:
+    prompts, instances = raw
     if decoded.video is None:
-        return encode_image(result["instances"], prompts, decoded.resized[0], task_input.options)
-    return encode_video(result["frames"], prompts, decoded)
+        return encode_image(instances[0], prompts, decoded.resized[0], task_input.options)
+    return encode_video(instances, prompts, decoded)
 
 
-def to_detections(instances: list[dict], prompts: Prompts, resized: Resized) -> Detections:
+def detections_of(instances: list[SamInstance], prompts: Prompts, resized: Resized) -> Detections:
     concept_index = [prompts.concept_of[i["prompt_index"]] for i in instances]
-    return Detections.from_arrays({
-        "xyxy": np.array([i["xyxy"] for i in instances], dtype=np.float64).reshape(-1, 4),
-        "confidence": [i["confidence"] for i in instances],
-        "class_id": concept_index,
-        "class_name": [prompts.concepts[c] for c in concept_index],
-        "polygons": [i["polygon"] for i in instances],
-        "mask_area_px": [i["mask_area_px"] for i in instances],
-        "extra": [{"prompt_index": i["prompt_index"], "concept_index": c} for i, c in zip(instances, concept_index,
-                                                                                           strict=True)],
-    }).rescaled(resized.scale_x, resized.scale_y, resized.resolution_wh)
+    return Detections.from_sam(instances, concept_index, prompts.concepts).rescaled(
+        resized.scale_x, resized.scale_y, resized.resolution_wh)
 
 
-def encode_image(instances: list[dict], prompts: Prompts, resized: Resized, options: Sam2Options) -> dict:
-    detections = to_detections(instances, prompts, resized)
+def encode_image(instances: list[SamInstance], prompts: Prompts, resized: Resized, options: Sam2Options) -> dict:
+    detections = detections_of(instances, prompts, resized)
     if prompts.everything and len(detections):
         keep = suppress_duplicates(np.asarray(detections.xyxy), np.asarray(detections.confidence))
         detections = detections.where(np.isin(np.arange(len(detections)), keep))
@@ -238,14 +221,14 @@ def encode_image(instances: list[dict], prompts: Prompts, resized: Resized, opti
     return {"concepts": prompts.concepts, "instances": wire}
 
 
-def encode_video(frames: list[dict], prompts: Prompts, decoded: Sam2Input) -> dict:
+def encode_video(frames: list[list[SamInstance]], prompts: Prompts, decoded: Sam2Input) -> dict:
     from media import draw
     from media.video import annotated_h264
 
     video = decoded.video
     per_frame = []
-    for index, entry in enumerate(frames):
-        detections = to_detections(entry["instances"], prompts, decoded.resized[index])
+    for index, instances in enumerate(frames):
+        detections = detections_of(instances, prompts, decoded.resized[index])
         items = [{**item, "object_id": item["prompt_index"]} for item in detections.to_wire()]
         per_frame.append((detections, items))
 
@@ -254,4 +237,5 @@ def encode_video(frames: list[dict], prompts: Prompts, decoded: Sam2Input) -> di
         return draw.draw_instances(canvas, detections.polygons, items, lambda i: f"{i['label']} #{i['object_id']}")
 
     encoded = annotated_h264(video.frames, annotate, video.fps)
-    return segmentation_video_answer(prompts.concepts, video, per_frame, encoded, objects_prompted=len(prompts))
+    return SegmentationVideo(prompts.concepts, encoded, [items for _, items in per_frame], video.fps, video.width,
+                             video.height, {"objects_prompted": len(prompts)}).to_wire()

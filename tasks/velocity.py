@@ -44,22 +44,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.resolve import resolve
+from runners.common import Runners
+from runners.flow import FLOW_API, FlowClient
+from runners.yolo import PREDICT_API, YoloClient
 from settings import Settings
-from tasks.base import TaskInput, load_video, offload
-from tasks.detection import class_ids, model_class_names
+from tasks.base import DETECT, FLOW, TaskInput, load_video, offload
 from vocab import progress
+from vocab.classes import class_ids
 from vocab.detections import Detections
 from vocab.errors import too_large
-from vocab.items import (
-    FLOW_LATENCY_FACTOR,
-    FLOW_MAX_BATCH,
-    YOLO_DEFAULT_IOU,
-    YOLO_MAX_BATCH,
-    chunks,
-    flow_item,
-    yolo_item,
-)
+from vocab.items import YOLO_DEFAULT_IOU, chunks, flow_item, yolo_item
 from vocab.schema import VelocityOptions
 from vocab.timing import stage
 from vocab.velocity import PairSpeeds, TrackSpeed, VelocityResult, VelocityRun
@@ -68,9 +62,6 @@ MIN_FRAMES = 2  # one pair
 FLOW_MULTIPLE = 8  # RAFT works at 1/8 scale
 FLOW_MIN_SIDE = 128  # RAFT's correlation pyramid halves the 1/8 map three more times
 FLOW_WINDOW = 4  # most flow calls one request keeps in flight (see estimate_flow)
-DETECTOR_KIND = "detect"
-FLOW_KIND = "flow"
-DEFAULT_FLOW_MODEL = "raft-large"  # the registry's default; also the flow model when ``model`` names a detector
 OUTPUT_MAX_WIDTH = 2560  # frame + flow panel side by side are scaled down to this width when wider
 PANEL_PERCENTILE = 99.0
 
@@ -206,7 +197,7 @@ def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
     import cv2
 
     options: VelocityOptions = task_input.options
-    detector, flow_model = models_of(task_input)
+    detector, flow_model = task_input.models[DETECT], task_input.models[FLOW]  # the request's and its companion
     video = load_video(task_input.data, options.max_frames, settings, MIN_FRAMES)
     progress.frames(len(video.frames))
     working_wh = working_size_wh((video.width, video.height), options.imgsz)
@@ -216,7 +207,7 @@ def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
     return VelocityInput(video, working, working_wh, (video.width / working_wh[0], video.height / working_wh[1]),
                          pairs, detector.store_name, detector.tag,
                          flow_model.store_name, options.fps or video.fps,
-                         FLOW_LATENCY_FACTOR * settings.runner_max_latency_ms / 1000)
+                         FLOW_API.latency_factor * settings.runner_max_latency_ms / 1000)
 
 
 def check_flow_budget(working_wh: tuple[int, int], pairs: int, settings: Settings) -> None:
@@ -232,24 +223,11 @@ def check_flow_budget(working_wh: tuple[int, int], pairs: int, settings: Setting
                         f"options.imgsz, options.max_pairs or options.max_frames")
 
 
-def models_of(task_input: TaskInput):
-    """(detector, flow model): ``model`` names either kind (the registry lets both through); the other one is
-    the ``detector`` option or the default flow model."""
-    model, options = task_input.model, task_input.options
-    if model.kind == DETECTOR_KIND:
-        flow = resolve(None, task=task_input.task, kind=FLOW_KIND, default=DEFAULT_FLOW_MODEL,
-                       installed=task_input.installed)
-        return model, flow
-    detector = resolve(options.detector, task=task_input.task, kind=DETECTOR_KIND, default=options.detector,
-                       installed=task_input.installed)
-    return detector, model
-
-
-async def run(decoded: VelocityInput, task_input: TaskInput, runners) -> VelocityRaw:
+async def run(decoded: VelocityInput, task_input: TaskInput, runners: Runners) -> VelocityRaw:
     options: VelocityOptions = task_input.options
     (detections, tracks), flows = await _all(
-        detect_and_track(runners, decoded, options),
-        estimate_flow(runners, decoded.flow_model, decoded.working, decoded.pairs, options.raft_iters,
+        detect_and_track(runners[YoloClient], decoded, options),
+        estimate_flow(runners[FlowClient], decoded.flow_model, decoded.working, decoded.pairs, options.raft_iters,
                       decoded.shed_after_s),
     )
     return VelocityRaw(detections, tracks, flows)
@@ -283,40 +261,40 @@ async def _all(*coroutines):
         raise
 
 
-async def detect_and_track(runners, decoded: VelocityInput, options: VelocityOptions):
+async def detect_and_track(yolo: YoloClient, decoded: VelocityInput, options: VelocityOptions):
     video = decoded.video
     classes = None
     if options.classes is not None:
-        classes = class_ids(options.classes, await model_class_names(runners, decoded.detector_tag))
+        classes = class_ids(options.classes, await yolo.class_names(decoded.detector_tag))
     with stage("detect"):
-        detections = await detect(runners, decoded.detector, decoded.working, options.threshold, decoded.scale_xy,
+        detections = await detect(yolo, decoded.detector, decoded.working, options.threshold, decoded.scale_xy,
                                   (video.width, video.height), iou=options.iou, classes=classes)
     with stage("track"):
         tracks = await offload(track_frames, detections, video.frames, options.tracker)
     return detections, tracks
 
 
-async def detect(runners, model: str, frames: list[np.ndarray], threshold: float,
+async def detect(yolo: YoloClient, model: str, frames: list[np.ndarray], threshold: float,
                  scale_xy: tuple[float, float], resolution_wh: tuple[int, int], *, iou: float = YOLO_DEFAULT_IOU,
                  classes: list[int] | None = None) -> list[Detections]:
-    """YOLO on every working frame (≤ ``YOLO_MAX_BATCH`` per call, all calls at once); boxes in original px."""
+    """YOLO on every working frame (≤ the runner's batch limit per call, all calls at once); boxes in original px."""
     imgsz = max(frames[0].shape[:2])
     items = [yolo_item(model, frame, imgsz=imgsz, threshold=threshold, iou=iou, classes=classes) for frame in frames]
     done = progress.counter("detect", len(items))
-    results = await asyncio.gather(*(progress.counted(runners.yolo.predict(chunk), done, len(chunk))
-                                     for chunk in chunks(items, YOLO_MAX_BATCH)))
-    return [Detections.from_arrays(arrays).rescaled(*scale_xy, resolution_wh) for chunk in results for arrays in chunk]
+    results = await asyncio.gather(*(progress.counted(yolo.predict(chunk), done, len(chunk))
+                                     for chunk in chunks(items, PREDICT_API.max_batch)))
+    return [detections.rescaled(*scale_xy, resolution_wh) for chunk in results for detections in chunk]
 
 
-async def estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
+async def estimate_flow(flow: FlowClient, model: str, frames: list[np.ndarray], pairs: int, iters: int,
                         shed_after_s: float) -> list[np.ndarray]:
     with stage("flow"):
-        return await _estimate_flow(runners, model, frames, pairs, iters, shed_after_s)
+        return await _estimate_flow(flow, model, frames, pairs, iters, shed_after_s)
 
 
-async def _estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: int, iters: int,
+async def _estimate_flow(flow: FlowClient, model: str, frames: list[np.ndarray], pairs: int, iters: int,
                          shed_after_s: float) -> list[np.ndarray]:
-    """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels, ≤ ``FLOW_MAX_BATCH`` pairs per call.
+    """RAFT flow of the pairs (i, i+1), i < ``pairs``, in working pixels, ≤ the runner's batch limit per call.
 
     The first call goes alone and is timed; the rest go concurrently, as many in flight as keeps a queued
     call's wait (the calls ahead of it) under half the runner's shedding deadline ``shed_after_s``: up to
@@ -324,18 +302,18 @@ async def _estimate_flow(runners, model: str, frames: list[np.ndarray], pairs: i
     on a CPU), which would otherwise be shed with a 503 while it waited behind its own request.
     """
     items = [flow_item(model, frames[i], frames[i + 1], iters) for i in range(pairs)]
-    batches = chunks(items, FLOW_MAX_BATCH)
+    batches = chunks(items, FLOW_API.max_batch)
     started = time.perf_counter()
     done = progress.counter("flow", pairs)
-    first = await progress.counted(runners.flow.flow(batches[0]), done, len(batches[0]))
+    first = await progress.counted(flow.flow(batches[0]), done, len(batches[0]))
     limit = asyncio.Semaphore(flow_window(time.perf_counter() - started, shed_after_s))
 
-    async def call(batch: list[dict]) -> list[dict]:
+    async def call(batch: list[dict]) -> list[np.ndarray]:
         async with limit:
-            return await progress.counted(runners.flow.flow(batch), done, len(batch))
+            return await progress.counted(flow.flow(batch), done, len(batch))
 
     rest = await asyncio.gather(*(call(batch) for batch in batches[1:]))
-    return [np.asarray(result["flow"], dtype=np.float32) for batch in (first, *rest) for result in batch]
+    return [field for batch in (first, *rest) for field in batch]
 
 
 def flow_window(call_s: float, shed_after_s: float) -> int:

@@ -1,7 +1,8 @@
 """One canonical result type for boxes, masks and keypoints, and its wire encoding.
 
-Runners return plain arrays in the pixels of the image they were sent; ``Detections.from_arrays`` takes
-them, ``rescaled`` maps them to the pixels of the image as uploaded, and ``to_wire`` serialises once.
+Runners return plain arrays in the pixels of the image they were sent; the adapters take them (``from_yolo``
+for the YOLO runner's arrays, ``from_sam`` for a SAM runner's instances), ``rescaled`` maps them to the pixels of
+the image as uploaded, and ``to_wire`` serialises once.
 """
 
 from __future__ import annotations
@@ -51,6 +52,29 @@ class Detections:
             else None,
             extra=list(arrays.get("extra") or []),
         )
+
+    @classmethod
+    def from_yolo(cls, arrays: dict) -> Detections:
+        """The YOLO runner's answer for one image (``runners.yolo.to_arrays``: xyxy, confidence, class_id,
+        class_name, and polygons + mask_area_px or keypoints)."""
+        return cls.from_arrays(arrays)
+
+    @classmethod
+    def from_sam(cls, instances: list[dict], class_id: list[int], class_names: list[str]) -> Detections:
+        """A SAM runner's instances (``vocab.segmentation.SamInstance``) for one image, each of class
+        ``class_id[i]`` (the concept it answers), named ``class_names[class_id[i]]``. The instance's own indices go
+        on the wire beside it: ``prompt_index`` (SAM 2), ``concept_index``, ``object_id`` (video)."""
+        return cls.from_arrays({
+            "xyxy": np.array([i["xyxy"] for i in instances], dtype=np.float64).reshape(-1, 4),
+            "confidence": [i["confidence"] for i in instances],
+            "class_id": class_id,
+            "class_name": [class_names[c] for c in class_id],
+            "polygons": [i["polygon"] for i in instances],
+            "mask_area_px": [i["mask_area_px"] for i in instances],
+            "extra": [{**({"prompt_index": i["prompt_index"]} if "prompt_index" in i else {}), "concept_index": c,
+                       **({"object_id": i["object_id"]} if "object_id" in i else {})}
+                      for i, c in zip(instances, class_id, strict=True)],
+        })
 
     def rescaled(self, scale_x: float, scale_y: float, resolution_wh: tuple[int, int]) -> Detections:
         """Multiply coordinates by (scale_x, scale_y), then clip them to the ``resolution_wh`` image."""

@@ -1,7 +1,8 @@
-"""What crosses the hop from a task to a runner: one item type per runner call, and that call's batch limit.
+"""What crosses the hop from a task to a runner: one item type per batchable runner call.
 
-Each runner's ``@bentoml.api(max_batch_size=...)`` and every task that calls it read the limits here, so
-a chunk a task sends is never larger than the batch the runner accepts. Items are plain dicts at run time
+The runner family table (``vocab/families.py``) pairs each runner API with its item type and batch limit; each
+runner's ``@bentoml.api(max_batch_size=...)`` and every task that chunks calls to it read the limit there, so a
+chunk a task sends is never larger than the batch the runner accepts. Items are plain dicts at run time
 (BentoML sends them as they are); the ``TypedDict`` says which keys a runner reads, and the builders below
 are the one place each item is made. One name for one quantity: ``threshold`` is the minimum confidence
 from the request's option to the runner's call into the library.
@@ -12,17 +13,6 @@ from __future__ import annotations
 from typing import TypedDict
 
 import numpy as np
-
-# Batch limits, per runner API: the most items one adaptive batch (and one task's chunk) holds.
-YOLO_MAX_BATCH = 64
-DEPTH_MAX_BATCH = 16
-FLOW_MAX_BATCH = 8
-SAM3_MAX_BATCH = 4
-SAM2_MAX_BATCH = 4  # images per call; ultralytics' SAM 2 predictor takes them one at a time, each with its prompts
-
-# The flow API sheds a queued call after FLOW_LATENCY_FACTOR × PERCEPTION_RUNNER_MAX_LATENCY_MS: a velocity
-# request sends many calls to it at once, so its queue is allowed to be longer than the other runners'.
-FLOW_LATENCY_FACTOR = 2
 
 YOLO_STRIDE = 32  # the largest YOLO stride: ultralytics rounds ``imgsz`` up to a multiple of it
 YOLO_DEFAULT_IOU = 0.7

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from vocab.concepts import is_blank
 from vocab.errors import bad_request
 
 
@@ -188,6 +189,10 @@ class Sam2Options(Options):
     @classmethod
     def _prompt_type(cls, value: Any) -> Any:
         return _prompt_text(value)
+
+    def wants_detector(self) -> bool:
+        """A text prompt without points or boxes: the detector's boxes of those classes become the prompts."""
+        return self.points is None and self.bboxes is None and not is_blank(self.text_prompt)
 
 
 class DepthOptions(Options):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from runners.common import ITEM_ERROR, Checked, RunnerItemError, run_items
+from runners.common import ITEM_ERROR, RunnerClient, RunnerItemError, run_items
 
 
 def engine(items):
@@ -33,7 +33,7 @@ def test_the_request_whose_item_failed_gets_the_error():
         async def estimate(self, items):
             return await run_items(engine, items)
 
-    runner = Checked(Runner())
-    assert asyncio.run(runner.estimate([{"n": 5, "bad": False}])) == [{"echo": 5}]
+    client = RunnerClient(Runner())
+    assert asyncio.run(client.call("estimate", [{"n": 5, "bad": False}])) == [{"echo": 5}]
     with pytest.raises(RunnerItemError, match="height and width"):
-        asyncio.run(runner.estimate([{"n": 5, "bad": False}, {"n": 6, "bad": True}]))
+        asyncio.run(client.call("estimate", [{"n": 5, "bad": False}, {"n": 6, "bad": True}]))

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from runners.common import OverJson, redacted, run_items
+from runners.common import RunnerClient, redacted, run_items
 from vocab.arrays import MARK
 
 
@@ -32,7 +32,7 @@ class JsonOnlyClient:
 def test_over_json_packs_arguments_and_unpacks_answers():
     client = JsonOnlyClient()
     image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
-    (answer,) = asyncio.run(OverJson(client).predict([{"model": "m", "image": image}]))
+    (answer,) = asyncio.run(RunnerClient(client, remote=True).call("predict", [{"model": "m", "image": image}]))
     assert MARK in client.sent[0]["image"]  # crossed as packed bytes, not as a list of numbers
     assert answer["sum"] == 66 and answer["echo"].dtype == np.uint8 and np.array_equal(answer["echo"], image)
 

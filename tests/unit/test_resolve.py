@@ -23,7 +23,7 @@ def installed(*entries: tuple[str, str]) -> dict[str, InstalledModel]:
 def resolve(task: str, name: str | None, store: dict[str, InstalledModel]) -> InstalledModel:
     """The model a request for ``task`` naming ``name`` gets: kind and default from the task's registry entry."""
     spec = REGISTRY[task]
-    return resolving.resolve(name, task=task, kind=spec.model_kind, default=spec.default_model, installed=store)
+    return resolving.resolve(name, task=task, kinds=spec.model_kinds, default=spec.default_model, installed=store)
 
 
 STORE = installed(("yolo26n", "detect"), ("yolo26n-seg", "segment"), ("yolo11s", "detect"))

@@ -14,9 +14,14 @@ import pytest
 
 from models.store import InstalledModel
 from settings import Settings
+from runners.common import Runners
+from runners.sam2 import Sam2Client
+from runners.yolo import YoloClient
 from tasks import sam2
 from tasks.base import TaskInput, resize_to_fit
-from tasks.infer import run_task
+from tasks.infer import resolve_models, run_task
+from tasks.registry import REGISTRY
+from vocab.concepts import text_concepts
 from tests.mp4 import probe_mp4
 from tests.unit.test_video import _make_clip
 from vocab.detections import Detections
@@ -107,8 +112,8 @@ def test_text_prompts_take_the_most_confident_boxes_of_matching_classes():
 
 
 def test_blank_text_prompt_is_no_text_prompt():
-    assert sam2.text_concepts(" , ", 16) == [] and sam2.text_concepts(None, 16) == []
-    assert sam2.text_concepts(["dog", "Dog, cat"], 16) == ["dog", "cat"]
+    assert text_concepts(" , ", 16) == [] and text_concepts(None, 16) == []
+    assert text_concepts(["dog", "Dog, cat"], 16) == ["dog", "cat"]
 
 
 def test_suppress_duplicates_keeps_the_best_of_overlapping_boxes():
@@ -162,9 +167,12 @@ class FakeYolo:
                  "class_name": ["person", "dog"]} for _ in items]
 
 
-class Runners:
+class Fakes:
+    """The SAM 2 and YOLO runners as the gateway's dependencies (raw answers), reached through the real clients."""
+
     def __init__(self):
         self.sam2, self.yolo = FakeSam2(), FakeYolo()
+        self.clients = Runners([Sam2Client(self.sam2), YoloClient(self.yolo)])
 
 
 def model(name, kind, family):
@@ -179,13 +187,15 @@ def png(width, height) -> bytes:
 
 
 def run(data: bytes, runners, media_kind="image", **values):
+    given = options(**values)
+    model, models = resolve_models(REGISTRY["sam2-segmentation"], None, given, INSTALLED)
     task_input = TaskInput("sam2-segmentation", data, media_kind, "png" if media_kind == "image" else "mp4",
-                           options(**values), INSTALLED["sam2.1_b"], INSTALLED)
-    return asyncio.run(run_task(sam2, task_input, runners, Settings()))
+                           given, model, models)
+    return asyncio.run(run_task(sam2, task_input, runners.clients, Settings()))
 
 
 def test_image_boxes_and_points_round_trip_through_the_working_size():
-    runners = Runners()
+    runners = Fakes()
     body = run(png(2048, 1000), runners, bboxes=[[100, 100, 300, 500], [1000, 200, 2000, 900]],
                points=[[200, 300], [1500, 600]], labels=[1, 0], threshold=0.3)
     (item,) = runners.sam2.image_calls[0]
@@ -201,12 +211,12 @@ def test_image_boxes_and_points_round_trip_through_the_working_size():
 
 
 def test_threshold_drops_low_scores():
-    body = run(png(200, 100), Runners(), bboxes=[[0, 0, 10, 10], [10, 10, 20, 20], [30, 30, 40, 40]], threshold=0.75)
+    body = run(png(200, 100), Fakes(), bboxes=[[0, 0, 10, 10], [10, 10, 20, 20], [30, 30, 40, 40]], threshold=0.75)
     assert [i["prompt_index"] for i in body["instances"]] == [0, 1]
 
 
 def test_text_prompt_becomes_the_detectors_boxes_of_that_class():
-    runners = Runners()
+    runners = Fakes()
     body = run(png(1280, 960), runners, text_prompt="Dog")
     (yolo_item,) = runners.yolo.calls[0]
     assert yolo_item["model"] == "yolo26n" and yolo_item["image"].shape == (480, 640, 3)
@@ -218,20 +228,20 @@ def test_text_prompt_becomes_the_detectors_boxes_of_that_class():
 
 
 def test_text_prompt_without_a_match_answers_no_instances():
-    runners = Runners()
+    runners = Fakes()
     body = run(png(640, 480), runners, text_prompt="cat")
     assert body == {"concepts": ["cat"], "instances": []}
     assert len(runners.yolo.calls) == 1 and runners.sam2.image_calls == []  # nothing to segment
 
 
 def test_visual_prompts_win_over_text():
-    runners = Runners()
+    runners = Fakes()
     run(png(640, 480), runners, text_prompt="dog", points=[[5, 5]])
     assert runners.yolo.calls == [] and runners.sam2.image_calls[0][0]["points"] == [[5, 5]]
 
 
 def test_no_prompt_segments_a_grid_of_points_bounded_by_max_objects():
-    runners = Runners()
+    runners = Fakes()
     body = run(png(640, 480), runners, max_objects=6, threshold=0.0)
     (item,) = runners.sam2.image_calls[0]
     assert len(item["points"]) == 6 and item["labels"] == [1] * 6 and item["bboxes"] is None
@@ -240,12 +250,12 @@ def test_no_prompt_segments_a_grid_of_points_bounded_by_max_objects():
 
 
 def test_rle_option_adds_masks():
-    body = run(png(64, 32), Runners(), bboxes=[[2, 2, 10, 10]], mask_format="rle")
+    body = run(png(64, 32), Fakes(), bboxes=[[2, 2, 10, 10]], mask_format="rle")
     assert body["instances"][0]["mask_rle"]["size"] == [32, 64]
 
 
 def test_video_tracks_the_first_frames_prompts():
-    runners = Runners()
+    runners = Fakes()
     clip = _make_clip(4, width=320, height=240, fps=10)
     body = run(clip, runners, media_kind="video", bboxes=[[10, 10, 100, 100], [150, 100, 300, 200]], max_frames=3)
     frames, bboxes, points, labels, threshold, model_name = runners.sam2.video_calls[0]
@@ -262,5 +272,5 @@ def test_video_tracks_the_first_frames_prompts():
 
 def test_video_prompts_are_checked_against_the_frame():
     with pytest.raises(ApiError) as caught:
-        run(_make_clip(2, width=320, height=240), Runners(), media_kind="video", points=[[400, 10]])
+        run(_make_clip(2, width=320, height=240), Fakes(), media_kind="video", points=[[400, 10]])
     assert caught.value.status == 400 and "options.points[0]" in caught.value.message and "320x240" in caught.value.message

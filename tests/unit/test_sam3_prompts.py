@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.sam3 import parse_concepts, polygon_to_rle, rle_counts
+from media.masks import coco_counts, polygon_to_rle, runs_of
+from vocab.concepts import parse_concepts
 from vocab.errors import ApiError
 
 
@@ -72,3 +73,8 @@ def test_rle_known_values_and_polygon():
     assert rle["size"] == [8, 10]
     mask = rle_decode(rle["counts"], 8, 10)
     assert mask[4, 5] == 1 and mask[0, 0] == 0 and mask.sum() == 7 * 5
+
+
+def rle_counts(mask: np.ndarray) -> str:
+    """COCO's compressed RLE string of a binary mask."""
+    return coco_counts(runs_of(mask))

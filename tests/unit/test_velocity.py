@@ -16,9 +16,14 @@ from hypothesis import strategies as st
 from media import draw
 from models.store import InstalledModel
 from settings import Settings
+from runners.common import Runners as Clients
+from runners.flow import FlowClient
+from runners.yolo import YoloClient
 from tasks import velocity
 from tasks.base import TaskInput
+from tasks.infer import resolve_models
 from tasks.infer import run_task as run_module
+from tasks.registry import REGISTRY
 from tests.mp4 import probe_mp4
 from tests.unit.test_video import _make_clip
 from vocab.schema import VelocityOptions
@@ -178,14 +183,15 @@ INSTALLED = {"yolo26n": model("yolo26n", "detect", "yolo"), "raft-large": model(
 
 
 def run_task(data, runners, model_name="raft-large", installed=INSTALLED, **options):
-    task_input = TaskInput("velocity-estimation", data, "video", "mp4", VelocityOptions(**options),
-                           installed[model_name], installed)
+    given = VelocityOptions(**options)
+    model, models = resolve_models(REGISTRY["velocity-estimation"], model_name, given, installed)
+    task_input = TaskInput("velocity-estimation", data, "video", "mp4", given, model, models)
     return asyncio.run(run_module(velocity, task_input, runners, Settings()))
 
 
-class Runners:
-    def __init__(self, yolo, flow):
-        self.yolo, self.flow = yolo, flow
+def Runners(yolo, flow) -> Clients:  # noqa: N802 - reads like the runners it stands for
+    """The fake runners (the gateway's dependencies, raw answers) behind the real clients the task calls."""
+    return Clients([YoloClient(yolo), FlowClient(flow)])
 
 
 def test_task_speeds_from_known_boxes_and_flow():
@@ -280,7 +286,7 @@ class SlowFlow:
 def test_flow_calls_in_flight_stay_under_the_shedding_deadline(shed_after_s, most):
     frames = [np.zeros((128, 128, 3), np.uint8)] * 57  # 56 pairs: 7 calls of 8
     slow = SlowFlow(0.1)
-    flows = asyncio.run(velocity.estimate_flow(Runners(None, slow), "raft-large", frames, 56, 2, shed_after_s))
+    flows = asyncio.run(velocity.estimate_flow(FlowClient(slow), "raft-large", frames, 56, 2, shed_after_s))
     assert len(flows) == 56 and [float(f[0, 0, 0]) for f in flows[:9]] == [0, 1, 2, 3, 4, 5, 6, 7, 0]
     assert slow.most == most
 
