@@ -94,7 +94,7 @@ def request_schemas() -> dict[str, Any]:
 def answer_schemas() -> dict[str, Any]:
     """The answers that are not pydantic models: the error body, a job, ``/health``, a task's result."""
     nullable = {"type": ["string", "null"]}
-    yolo = [name for name, spec in REGISTRY.items() if spec.model_kind in YOLO_KINDS]
+    yolo = [name for name, spec in REGISTRY.items() if spec.default_kind in YOLO_KINDS]
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
                   "description": "every non-2xx answer"},

@@ -44,13 +44,15 @@ TEMP_VIDEO_FPS = 10  # the nominal rate of the temporary files video predictors 
 def runner_service(family: Family):
     """The one shape every runner is served in (one GPU, one worker, our connection settings), named and sized by
     its family's table entry; each batchable API of the entry becomes an adaptive-batching ``@bentoml.api`` that
-    runs the engine's method of the same name (``Runner.batch``); the runner's models are recorded for the Bento."""
+    runs the engine's method of the same name, ``describe`` answers the engine's, and the runner's models are
+    recorded for the Bento."""
     import bentoml
 
     def decorate(cls):
         for api in family.apis:
             if api.batchable:
                 setattr(cls, api.name, _batch_api(api))
+        cls.describe = bentoml.api(_describe)
         service = bentoml.service(
             name=family.service_name,
             resources={"gpu": 1},
@@ -64,6 +66,10 @@ def runner_service(family: Family):
         return service
 
     return decorate
+
+
+async def _describe(self) -> dict:
+    return self.engine.describe()
 
 
 def _batch_api(api: Api):

@@ -37,9 +37,8 @@ def engines(placeholder_store):
     from runners.yolo import YoloEngine
 
     torch.cuda.reset_peak_memory_stats()
-    yolo = store.of_family("yolo")
     built = {
-        "yolo": YoloEngine({n: str(m.path / "model.pt") for n, m in yolo.items()}, device=DEVICE),
+        "yolo": YoloEngine.from_store(device=DEVICE),
         "depth": DepthEngine.from_store(device=DEVICE),
         "flow": FlowEngine.from_store(device=DEVICE),
         "sam3": Sam3Engine({n: m.path for n, m in store.of_family("sam3").items()}, device=DEVICE),

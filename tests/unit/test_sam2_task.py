@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 
 from models.store import InstalledModel
-from settings import Settings
 from runners.common import Runners
 from runners.sam2 import Sam2Client
 from runners.yolo import YoloClient
+from settings import Settings
 from tasks import sam2
 from tasks.base import TaskInput, resize_to_fit
 from tasks.infer import resolve_models, run_task
 from tasks.registry import REGISTRY
-from vocab.concepts import text_concepts
 from tests.mp4 import probe_mp4
 from tests.unit.test_video import _make_clip
+from vocab.concepts import text_concepts
 from vocab.detections import Detections
 from vocab.errors import ApiError
 from vocab.schema import Sam2Options, parse_options

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from media import draw
 from models.store import InstalledModel
-from settings import Settings
 from runners.common import Runners as Clients
 from runners.flow import FlowClient
 from runners.yolo import YoloClient
+from settings import Settings
 from tasks import velocity
 from tasks.base import TaskInput
 from tasks.infer import resolve_models
