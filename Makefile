@@ -15,7 +15,7 @@ export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve serve-split test test-unit lint tools gpu-prepare gpu-rehearsal bench bento soak clean
+.PHONY: help venv models serve serve-split test test-unit lint tools gpu-prepare gpu-rehearsal bench bento soak clean deploy-files
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ gpu-prepare: ## wheels (.whl) and media (.gpu-media) that a lent GPU's device ca
 
 gpu-rehearsal: ## the lent-GPU run rehearsed on this CPU in a device-like Python 3.12 (must pass before any device call)
 	bash scripts/gpu_rehearsal.sh
+
+deploy-files: venv ## regenerate deploy/ from the runner family table
+	$(PY) scripts/deploy_files.py
 
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store
 	$(PY) -m bentoml build .

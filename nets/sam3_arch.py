@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKPOINT = "sam3.pt"  # a model store directory holds these two files (models/importers/sam3.py writes them)
+CHECKPOINT = "sam3.pt"  # a model store directory holds these two files (scripts/importers/sam3.py writes them)
 ARCH_FILE = "sam3_arch.json"  # {"variant": "full" | "reduced", "imgsz": int, "arch": Sam3Arch.to_json()}
 IMGSZ = 1008  # SAM 3's native input size (72 x 72 patches of 14 px)
 # The width every head shares (neck output, encoder/decoder, mask head, tracker). Not varied: the tracker's
@@ -59,7 +59,7 @@ class Sam3Arch:
 
 FULL_ARCH = Sam3Arch()
 # 34.1 M detector + 6.5 M tracker parameters (12.6 M of them the 49408 x 256 token embedding). Run at 252 px
-# (see models/importers/sam3.py) it takes about 1.7 CPU-seconds per image and concept.
+# (see scripts/importers/sam3.py) it takes about 1.7 CPU-seconds per image and concept.
 REDUCED_ARCH = Sam3Arch(
     vit_embed_dim=256,
     vit_depth=4,

@@ -12,6 +12,7 @@ Models already in the store are kept unless ``--force``. Nothing here runs while
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -19,26 +20,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import store  # noqa: E402
-from models.catalog import BY_STORE_NAME, KIND_FAMILY, store_name_for  # noqa: E402
-from models.importers import IMPORTERS  # noqa: E402
+from models.catalog import BY_STORE_NAME, store_name_for  # noqa: E402
 from tasks.registry import DEFAULT_MODELS  # noqa: E402
+from vocab.families import FAMILIES, KIND_FAMILY, family_of_file  # noqa: E402
 
 os.environ.setdefault("YOLO_AUTOINSTALL", "0")
 
 BANNER = "!" * 78
 
 
-def family_of_file(path: Path) -> str:
-    name = path.name.lower()
-    if path.is_dir():
-        return "depth"
-    if "sam3" in name:
-        return "sam3"
-    if "sam2" in name:
-        return "sam2"
-    if "raft" in name:
-        return "flow"
-    return "yolo"
+def importer(family: str):
+    """The family's importer module, ``scripts/importers/<importer>.py`` (``import_pretrained``, ``import_placeholder``)."""
+    return importlib.import_module(f"scripts.importers.{FAMILIES[family].importer}")
 
 
 def import_one(store_name: str, weights: str, force: bool) -> str:
@@ -47,8 +40,7 @@ def import_one(store_name: str, weights: str, force: bool) -> str:
         current = installed[store_name]
         if not (weights == "pretrained" and current.placeholder):
             return f"{store_name}: already installed ({current.weights}, {current.tag})"
-    family = KIND_FAMILY[BY_STORE_NAME[store_name].kind]
-    module = IMPORTERS[family]
+    module = importer(KIND_FAMILY[BY_STORE_NAME[store_name].kind])
     if weights in ("auto", "pretrained"):
         try:
             return f"{store_name}: pretrained → {module.import_pretrained(store_name)}"
@@ -65,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="catalog or API model names (default: every task's default)")
     parser.add_argument("--weights", choices=("auto", "pretrained", "random-init"), default="auto")
     parser.add_argument("--file", type=Path, help="import a local weights file or directory")
-    parser.add_argument("--family", choices=sorted(set(KIND_FAMILY.values())), help="family of --file")
+    parser.add_argument("--family", choices=sorted(FAMILIES), help="family of --file")
     parser.add_argument("--force", action="store_true", help="import again even if installed")
     args = parser.parse_args(argv)
 
@@ -73,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         path = args.file.expanduser()
         if not path.exists():
             parser.error(f"{path} does not exist")
-        family = args.family or family_of_file(path)
+        family = args.family or family_of_file(path.name, is_dir=path.is_dir())
         name = args.names[0] if args.names else store_name_for(path.name)
-        print(f"{name}: from {path} → {IMPORTERS[family].import_pretrained(name, local_path=str(path))}")
+        print(f"{name}: from {path} → {importer(family).import_pretrained(name, local_path=str(path))}")
         return 0
 
     names = [store_name_for(n) for n in args.names] or list(DEFAULT_MODELS)

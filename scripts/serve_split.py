@@ -3,7 +3,7 @@ multi-host deployment, on one machine (``make serve-split``).
 
     python scripts/serve_split.py --port 3000 [--runner-port-base 3001] [--host 127.0.0.1]
 
-Each runner family of the gateway (``service.Gateway``'s dependencies) is started with
+Each runner family (``vocab/families.py``), in the order of their names, is started with
 ``bentoml serve runners.<module>:<Class>`` on its own port; once every runner answers ``/readyz``, the gateway
 starts with ``PERCEPTION_RUNNER_URL_<FAMILY>`` pointing at them. A runner that exits is started again (as a
 Deployment would restart its pod); the gateway keeps serving and recovers on its own. Ctrl-C or SIGTERM stops
@@ -24,15 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vocab.families import FAMILIES  # noqa: E402
+
 READY_TIMEOUT_S = 600
 
 
 def runner_services() -> dict[str, str]:
-    """family → ``module:Class`` of every runner the gateway depends on (read from the gateway itself)."""
-    import service
-
-    return {family: f"{dep.on.inner.__module__}:{dep.on.inner.__name__}"
-            for family, dep in sorted(service.Gateway.dependencies.items())}
+    """family → ``module:Class`` of every runner, sorted by family: the order the runners get ports in."""
+    return {name: FAMILIES[name].runner for name in sorted(FAMILIES)}
 
 
 def private_bentoml_home(shared: Path, folder: Path) -> Path:
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(urls, runners, stopping)
         if stopping:
             return 0
-        gateway_env = {**env, **{f"PERCEPTION_RUNNER_URL_{family.upper()}": url for family, url in urls.items()}}
+        gateway_env = {**env, **{FAMILIES[family].url_env: url for family, url in urls.items()}}
         gateway = start("service:Gateway", args.port, args.host, gateway_env, args.log_dir)
         print(f"gateway on http://{args.host}:{args.port} with runners {urls}", flush=True)
         return supervise(gateway, runners, targets, ports, args, env, stopping)

@@ -82,7 +82,7 @@ def placeholder_store() -> dict:
     installed = store.installed()
     for name in dict.fromkeys([*DEFAULT_MODELS, "raft-small"]):
         if name == "sam3" and name not in installed:  # the CPU-sized variant, on a CUDA host too
-            from models.importers import sam3
+            from scripts.importers import sam3
 
             sam3.import_placeholder("sam3", variant="reduced")
         import_one(name, "random-init", force=False)

@@ -9,7 +9,7 @@ import pytest
 
 def reduced_placeholder_dir(folder: Path) -> Path:
     """``import_placeholder("sam3", variant="reduced")`` with ``store.save`` writing into ``folder``."""
-    from models.importers import sam3 as importer
+    from scripts.importers import sam3 as importer
 
     def write_here(store_name, *, write, **_labels):
         write(folder)

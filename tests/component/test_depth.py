@@ -19,7 +19,7 @@ NAME = "depth-anything-small"
 
 @pytest.fixture(scope="module")
 def installed(model_store):
-    from models.importers import depth
+    from scripts.importers import depth
 
     return depth.import_placeholder(NAME)
 
@@ -53,7 +53,7 @@ def _close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
 
 @pytest.fixture(scope="module")
 def v2_placeholder():
-    from models.importers.depth import build_placeholder
+    from scripts.importers.depth import build_placeholder
 
     return build_placeholder("depth-anything-v2-small")
 
@@ -73,7 +73,7 @@ def test_v1_placeholder_is_the_real_architecture_and_seeded(installed):
     from transformers import DepthAnythingForDepthEstimation
 
     from models import store
-    from models.importers.depth import build_placeholder
+    from scripts.importers.depth import build_placeholder
 
     model = build_placeholder(NAME)
     _check_architecture(model, [9, 10, 11, 12])
@@ -110,7 +110,7 @@ def test_store_dir_loads_with_from_pretrained(installed, model_store):
 
 def test_import_pretrained_offline_is_a_clear_error_and_leaves_the_store_alone(model_store):
     from models import store
-    from models.importers import depth
+    from scripts.importers import depth
 
     before = set(store.installed())
     with pytest.raises(RuntimeError, match="hf download depth-anything/Depth-Anything-V2-Small-hf"):
@@ -122,7 +122,7 @@ def test_import_pretrained_offline_is_a_clear_error_and_leaves_the_store_alone(m
 
 def test_import_pretrained_from_a_local_directory(model_store, installed, v2_placeholder, tmp_path):
     from models import store
-    from models.importers import depth
+    from scripts.importers import depth
 
     # A hub-style snapshot without preprocessor_config.json: the known preprocessing is filled in.
     local = tmp_path / "snapshot"

@@ -14,11 +14,11 @@ H, W = 128, 160  # RAFT's floor is 128 a side (its correlation pyramid), multipl
 
 @pytest.fixture(scope="module")
 def engine(model_store):
-    from models.importers import raft
     from runners.flow import FlowEngine
+    from scripts.importers import flow as importer
 
-    raft.import_placeholder("raft-large")
-    raft.import_placeholder("raft-small")
+    importer.import_placeholder("raft-large")
+    importer.import_placeholder("raft-small")
     return FlowEngine.from_store(device="cpu")
 
 
@@ -39,7 +39,7 @@ def _frames(seed: int, height: int = H, width: int = W, shift: int = 3) -> tuple
 def test_placeholder_is_torchvisions_architecture_and_seeded(name, constructor):
     import torchvision.models.optical_flow as of
 
-    from models.importers.raft import build_placeholder
+    from scripts.importers.flow import build_placeholder
 
     model = build_placeholder(name)
     reference = getattr(of, constructor)(weights=None)
@@ -68,34 +68,34 @@ def test_store_holds_a_state_dict_and_the_variant(engine, model_store):
 
 def test_import_pretrained_offline_is_a_clear_error(model_store):
     from models import store
-    from models.importers import raft
+    from scripts.importers import flow as importer
 
     before = store.installed()
     with pytest.raises(RuntimeError, match=r"download\.pytorch\.org/models/raft_small"):
-        raft.import_pretrained("raft-small")
+        importer.import_pretrained("raft-small")
     assert store.installed() == before
 
 
 def test_import_pretrained_from_a_local_file(model_store, tmp_path):
     from models import store
-    from models.importers import raft
+    from scripts.importers import flow as importer
 
-    model = raft.build_model("small")
+    model = importer.build_model("small")
     # The layout a DataParallel training script saves: nested and with "module." prefixes.
     nested = {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}
     good = tmp_path / "raft_small_finetuned.pth"
     torch.save(nested, good)
     before = store.get("raft-small").tag if "raft-small" in store.installed() else None
-    tag = raft.import_pretrained("raft-small", local_path=str(good))
+    tag = importer.import_pretrained("raft-small", local_path=str(good))
     entry = store.get("raft-small")
     assert entry.tag == tag != before and entry.weights == "pretrained" and entry.source == f"file:{good}"
     saved = torch.load(entry.path / "raft.pt", weights_only=True)
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     # weights of the other architecture: refused, nothing stored
     wrong = tmp_path / "large.pth"
-    torch.save(raft.build_model("large").state_dict(), wrong)
+    torch.save(importer.build_model("large").state_dict(), wrong)
     with pytest.raises(RuntimeError, match="not torchvision's raft_small layout"):
-        raft.import_pretrained("raft-small", local_path=str(wrong))
+        importer.import_pretrained("raft-small", local_path=str(wrong))
     assert store.get("raft-small").tag == tag
 
 

@@ -12,9 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.importers import sam2 as importer  # noqa: E402
 from nets import sam2 as stored  # noqa: E402
 from runners.sam2 import Sam2Engine  # noqa: E402
+from scripts.importers import sam2 as importer  # noqa: E402
 from tests.conftest import media  # noqa: E402
 
 BOXES = [[50.0, 40.0, 300.0, 330.0], [320.0, 20.0, 540.0, 200.0]]

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.importers import sam3 as importer  # noqa: E402
+from scripts.importers import sam3 as importer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def photo(name: str) -> Path:
 def placeholders(model_store) -> dict[str, Path]:
     """The three catalog placeholders, imported once: store name -> model.pt."""
     from models import store
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     for name in MODELS:
         yolo.import_placeholder(name, seed=0)
@@ -112,7 +112,7 @@ def test_placeholder_predictions_are_non_empty_and_well_formed(placeholders, nam
 def test_same_seed_gives_the_same_file_another_seed_does_not(placeholders, tmp_path):
     from ultralytics import YOLO
 
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     stored = placeholders["yolo26n"].read_bytes()
     rebuilt = yolo.placeholder_bytes("yolo26n.yaml", seed=0)
@@ -135,7 +135,7 @@ def test_import_pretrained_copies_a_local_checkpoint_under_its_file_name(
     placeholders, tmp_path, source, file_name, store_name, kind
 ):
     from models import store
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     user_file = tmp_path / file_name  # a placeholder standing in for the user's real checkpoint
     shutil.copyfile(placeholders[source], user_file)
@@ -150,7 +150,7 @@ def test_import_pretrained_copies_a_local_checkpoint_under_its_file_name(
 def test_import_pretrained_refuses_tasks_we_do_not_serve(model_store, tmp_path, config):
     from ultralytics.nn.tasks import ClassificationModel, OBBModel
 
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     model = (ClassificationModel if "cls" in config else OBBModel)(config, verbose=False)
     model.args = {"task": "classify" if "cls" in config else "obb"}
@@ -163,7 +163,7 @@ def test_import_pretrained_refuses_tasks_we_do_not_serve(model_store, tmp_path, 
 
 
 def test_import_pretrained_refuses_a_checkpoint_of_the_wrong_kind_for_a_catalog_name(placeholders, tmp_path):
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     pose = tmp_path / "yolo26n.pt"
     shutil.copyfile(placeholders["yolo26n-pose"], pose)
@@ -174,7 +174,7 @@ def test_import_pretrained_refuses_a_checkpoint_of_the_wrong_kind_for_a_catalog_
 
 
 def test_import_pretrained_offline_fails_with_instructions_and_leaves_nothing(model_store, tmp_path, monkeypatch):
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)  # ultralytics downloads into the cwd when given a bare name
@@ -189,7 +189,7 @@ def test_import_pretrained_failed_download_leaves_nothing(model_store, tmp_path,
     import ultralytics.utils
     import ultralytics.utils.downloads
 
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     seen = []
 
@@ -217,7 +217,7 @@ def test_import_pretrained_downloads_through_ultralytics_into_a_temporary_direct
     import ultralytics.utils.downloads
 
     from models import store
-    from models.importers import yolo
+    from scripts.importers import yolo
 
     def fake_download(file, **kwargs):  # what a successful download leaves: the asset at the path asked for
         shutil.copyfile(placeholders["yolo26n-seg"], file)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import ROOT
+from vocab.families import FAMILIES
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,7 @@ def test_bento_records_every_model_and_service(bento, placeholder_store):
     _, path = bento
     manifest = yaml.safe_load((path / "bento.yaml").read_text())
     services = {s["name"]: s for s in manifest["services"]}
-    assert set(services) == {"perception-gateway", "yolo-runner", "sam3-runner", "sam2-runner", "depth-runner",
-                             "flow-runner"}
+    assert set(services) == {"perception-gateway", *(family.service_name for family in FAMILIES.values())}
     packed = {m["tag"] for s in manifest["services"] for m in s["models"]}
     assert packed == {m.tag for m in placeholder_store.values()}
     assert services["perception-gateway"]["models"] == []  # the gateway holds no weights
@@ -43,8 +43,9 @@ def test_bento_records_every_model_and_service(bento, placeholder_store):
     for layer in ("edge", "tasks", "runners", "media", "models", "nets", "vocab"):
         assert (src / layer / "__init__.py").exists(), layer
     # what ships is what serves: no tests, scripts, import tooling or placeholder shaping
-    for unwanted in ("tests", "scripts", "models/importers", ".venv", ".bentoml", ".cache"):
+    for unwanted in ("tests", "scripts", ".venv", ".bentoml", ".cache"):
         assert not (src / unwanted).exists(), unwanted
+    assert not [p for p in src.rglob("*") if "importers" in p.parts], "the import tooling is shipped"
 
 
 def test_dockerfile_lints_without_errors(bento):
@@ -69,18 +70,16 @@ def test_deployment_file_fits_bentoml_schema_and_this_bento(bento):
     manifest = yaml.safe_load((path / "bento.yaml").read_text())
     assert set(schema.services) == {s["name"] for s in manifest["services"]}
 
-    import service  # the batch sizes a runner's concurrency should match
-    from runners.depth import DepthRunner
-    from runners.flow import FlowRunner
-    from runners.sam2 import Sam2Runner
-    from runners.sam3 import Sam3Runner
-    from runners.yolo import YoloRunner
+    import importlib
 
-    batch = {"yolo-runner": YoloRunner.apis["predict"].max_batch_size,
-             "depth-runner": DepthRunner.apis["estimate"].max_batch_size,
-             "flow-runner": FlowRunner.apis["flow"].max_batch_size,
-             "sam3-runner": Sam3Runner.apis["segment_images"].max_batch_size,
-             "sam2-runner": Sam2Runner.apis["segment_images"].max_batch_size}
+    import service  # the batch sizes a runner's concurrency should match: what each runner class serves
+
+    def served_batch(family) -> int:
+        module, name = family.runner.split(":")
+        api = next(api.name for api in family.apis if api.batchable)
+        return getattr(importlib.import_module(module), name).apis[api].max_batch_size
+
+    batch = {family.service_name: served_batch(family) for family in FAMILIES.values()}
     for name, entry in schema.services.items():
         assert entry.scaling.min_replicas <= entry.scaling.max_replicas, name
         traffic = entry.config_overrides["traffic"]

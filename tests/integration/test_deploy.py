@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import ROOT
+from vocab.families import FAMILIES
 
 K8S_VERSION = "1.33"
 MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
@@ -30,10 +31,10 @@ def bento_services() -> dict[str, str]:
 
 
 def runner_urls() -> dict[str, str]:
-    """PERCEPTION_RUNNER_URL_<FAMILY> → the runner service name it must reach."""
+    """PERCEPTION_RUNNER_URL_<FAMILY> (the family table's name for it) → the runner service name it must reach."""
     import service
 
-    return {f"PERCEPTION_RUNNER_URL_{family.upper()}": dep.on.name for family, dep in service.Gateway.dependencies.items()}
+    return {FAMILIES[family].url_env: dep.on.name for family, dep in service.Gateway.dependencies.items()}
 
 
 def documents() -> list[dict]:

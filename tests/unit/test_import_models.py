@@ -9,12 +9,18 @@ import pytest
 
 from models.store import InstalledModel
 from scripts import import_models
+from vocab.families import FAMILIES, KIND_FAMILY, family_of_file
 
 
 class FakeImporter:
     def __init__(self, online: bool):
         self.online = online
         self.calls: list[str] = []
+        self.families: list[str] = []  # the families whose importer was asked for
+
+    def of(self, family: str) -> FakeImporter:
+        self.families.append(family)
+        return self
 
     def import_pretrained(self, name, local_path=None):
         self.calls.append(f"pretrained:{name}:{local_path}")
@@ -31,7 +37,7 @@ class FakeImporter:
 def fake(monkeypatch):
     def install(online: bool, installed: dict | None = None) -> FakeImporter:
         importer = FakeImporter(online)
-        monkeypatch.setattr(import_models, "IMPORTERS", {family: importer for family in ("yolo", "sam3", "depth", "flow")})
+        monkeypatch.setattr(import_models, "importer", importer.of)
         monkeypatch.setattr(import_models.store, "installed", lambda: installed or {})
         return importer
 
@@ -76,9 +82,37 @@ def test_local_files_go_to_the_right_family(fake, tmp_path, capsys):
         (tmp_path / name).write_bytes(b"x")
         assert import_models.main(["--file", str(tmp_path / name)]) == 0
     assert importer.calls == [f"pretrained:sam3:{tmp_path / 'sam3.pt'}", f"pretrained:yolo11s:{tmp_path / 'yolo11s.pt'}"]
-    assert import_models.family_of_file(tmp_path / "sam3.pt") == "sam3"
-    assert import_models.family_of_file(tmp_path / "raft_large.pth") == "flow"
-    assert import_models.family_of_file(tmp_path) == "depth"  # a Hugging Face snapshot directory
+    assert importer.families == ["sam3", "yolo"]
+    (tmp_path / "depth-snapshot").mkdir()  # a Hugging Face snapshot directory
+    assert import_models.main(["--file", str(tmp_path / "depth-snapshot"), "depth-anything-v2-small"]) == 0
+    assert importer.families[-1] == "depth"
+    assert import_models.main(["--file", str(tmp_path / "sam3.pt"), "--family", "sam2", "sam2.1_b"]) == 0
+    assert importer.families[-1] == "sam2"  # --family overrides the file's name
+
+
+def test_local_files_are_recognised_by_the_family_table():
+    assert family_of_file("sam3.pt") == "sam3"
+    assert family_of_file("SAM2.1_b.pt") == "sam2"
+    assert family_of_file("raft_large.pth") == "flow"
+    assert family_of_file("yolo11s.pt") == "yolo"  # the family that takes any other file
+    assert family_of_file("Depth-Anything-V2-Small-hf", is_dir=True) == "depth"
+
+
+def test_every_family_has_its_importer_module():
+    for family in FAMILIES.values():
+        module = import_models.importer(family.name)
+        assert module.__name__ == f"scripts.importers.{family.importer}"
+        assert callable(module.import_pretrained) and callable(module.import_placeholder)
+    assert import_models.importer("flow").__name__ == "scripts.importers.flow"
+    with pytest.raises(KeyError):
+        import_models.importer("raft")  # a family's name, not a model's
+
+
+def test_every_catalog_model_has_a_family_with_an_importer():
+    from models.catalog import BY_STORE_NAME
+
+    assert {spec.kind for spec in BY_STORE_NAME.values()} <= set(KIND_FAMILY)
+    assert {KIND_FAMILY[spec.kind] for spec in BY_STORE_NAME.values()} == set(FAMILIES)
 
 
 def test_gateway_refuses_placeholders_when_pretrained_is_required(monkeypatch):

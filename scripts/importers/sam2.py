@@ -58,7 +58,7 @@ def build(architecture: str, checkpoint: Path | None = None):
 
 def import_pretrained(store_name: str = "sam2.1_b", local_path: str | None = None) -> str:
     if local_path is None:
-        from models.importers.yolo import _download_asset
+        from scripts.importers.yolo import _download_asset
 
         spec = BY_STORE_NAME.get(store_name)
         asset = spec.source.split(":", 1)[1] if spec else f"{store_name}.pt"
