@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import bentoml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -29,25 +28,13 @@ from edge import jobs, openapi
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
 from edge.uploads import read_request_within
+from jobs.executor import Executor
 from settings import Settings, get_settings
-from tasks.registry import REGISTRY
+from tasks import metrics
 from vocab.timing import record, server_timing, stage
 
 log = logging.getLogger("perception.http")
 
-# Exposed on BentoML's /metrics beside its own (which include each runner's adaptive batch-size histogram).
-REQUESTS = bentoml.metrics.Counter(
-    name="perception_requests_total", documentation="POST /infer requests by task and status",
-    labelnames=["task", "status"],
-)
-LATENCY = bentoml.metrics.Histogram(
-    name="perception_request_duration_seconds", documentation="POST /infer end-to-end latency by task",
-    labelnames=["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
-STAGES = bentoml.metrics.Histogram(
-    name="perception_stage_duration_seconds", documentation="Where POST /infer's time goes: stage by task (Server-Timing)",
-    labelnames=["task", "stage"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
-)
 DISCONNECT_POLL_S = 0.5
 PLAYGROUND = Path(__file__).resolve().parent.parent / "playground"  # static page at /playground/ (README)
 
@@ -77,15 +64,12 @@ async def until_disconnect(request: Request, work) -> Any:
 
 
 def observe(request_id: str, task: str, response: Response, started: float, timings: dict[str, float]) -> None:
-    """Metrics, the log line and the ``Server-Timing`` header of one answered request."""
+    """Metrics (``tasks/metrics.py``), the log line and the ``Server-Timing`` header of one answered request."""
     elapsed = time.perf_counter() - started
-    label = task if task in REGISTRY else "invalid"
-    REQUESTS.labels(task=label, status=str(response.status_code)).inc()
-    LATENCY.labels(task=label).observe(elapsed)
-    for name, seconds in timings.items():
-        STAGES.labels(task=label, stage=name).observe(seconds)
+    metrics.observe(task, response.status_code, elapsed, timings)
     response.headers["Server-Timing"] = server_timing(timings, elapsed)
-    log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, label, response.status_code, elapsed * 1000)
+    log.info("request_id=%s task=%s status=%d ms=%.1f", request_id, metrics.label(task), response.status_code,
+             elapsed * 1000)
 
 
 def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None = None) -> Starlette:
@@ -123,11 +107,11 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         Route("/infer", infer, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        *jobs.routes(job_service := jobs.JobService(get_gateway, settings)),
+        *jobs.routes(executor := Executor(get_gateway, settings)),
         Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-    app.state.jobs = job_service  # the jobs executor of this app (edge/jobs.py)
+    app.state.jobs = executor  # the jobs executor of this app (jobs/executor.py; its routes: edge/jobs.py)
     return app
 
 

@@ -1,34 +1,20 @@
 """The one place an exception becomes an HTTP answer: a status and ``{"error": "<text>"}`` with the request id.
 
-``ApiError`` carries its kind; ``media/``'s own error kinds, a runner that cannot be reached, a service that
-is still starting and Starlette's routing errors (404, 405) are mapped here; anything else is a 500 whose
-text carries no internals (the log has them, under the request id).
+The task pipeline's exceptions map as ``tasks/outcome.py`` says (the jobs executor maps them the same way);
+Starlette's routing errors (404, 405) are mapped here.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import uuid
 from typing import Any
 
-import aiohttp
-import httpx
-from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from media.errors import BadMedia, MediaTooLarge
-from vocab.errors import INTERNAL_MESSAGE, ApiError, ErrorKind
-
-log = logging.getLogger("perception.http")
-
-# What a call to a runner raises when the runner is down, restarting, shedding load or too slow: a 503.
-RUNNER_UNAVAILABLE = (aiohttp.ClientError, httpx.TransportError, ConnectionError, TimeoutError, ServiceUnavailable)
-RUNNER_MESSAGE = "the model runner for {task} is unavailable or restarting; retry shortly"
-STARTING_MESSAGE = "the service is starting; retry shortly"
-
+from tasks.outcome import encode, failure
+from vocab.errors import ApiError, ErrorKind
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
@@ -40,35 +26,18 @@ def request_id_of(headers) -> str:
 
 
 def json_response(payload: Any, status: int, request_id: str) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-    return Response(body, status_code=status, media_type="application/json", headers={"X-Request-ID": request_id})
+    return Response(encode(payload), status_code=status, media_type="application/json",
+                    headers={"X-Request-ID": request_id})
 
 
-def as_api_error(exc: BaseException, task: str = "this task") -> ApiError:
-    """The API error an exception answers as (the closed set of ``vocab.errors.ErrorKind``)."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, BadMedia):
-        return ApiError(ErrorKind.BAD_REQUEST, str(exc))
-    if isinstance(exc, MediaTooLarge):
-        return ApiError(ErrorKind.TOO_LARGE, str(exc))
-    if isinstance(exc, RUNNER_UNAVAILABLE):
-        return ApiError(ErrorKind.UNAVAILABLE, RUNNER_MESSAGE.format(task=task))
-    if isinstance(exc, BentoMLException) and "isn't instantiated" in str(exc):
-        return ApiError(ErrorKind.UNAVAILABLE, STARTING_MESSAGE)
-    if isinstance(exc, HTTPException):
-        kind = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorKind.BAD_REQUEST)
-        return ApiError(kind, {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code,
-                                                                                                   str(exc.detail)))
-    return ApiError(ErrorKind.INTERNAL, INTERNAL_MESSAGE)
+def routing_error(exc: HTTPException) -> ApiError:
+    kind = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorKind.BAD_REQUEST)
+    return ApiError(kind, {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code,
+                                                                                               str(exc.detail)))
 
 
 def error_response(exc: BaseException, request_id: str, task: str = "this task") -> Response:
-    error = as_api_error(exc, task)
-    if error.kind is ErrorKind.INTERNAL:
-        log.error("request_id=%s task=%s failed", request_id, task, exc_info=exc)
-    elif error.kind is ErrorKind.UNAVAILABLE and not isinstance(exc, ApiError):
-        log.warning("request_id=%s runner unreachable: %s", request_id, type(exc).__name__)
+    error = routing_error(exc) if isinstance(exc, HTTPException) else failure(exc, request_id, task)
     response = json_response(error.body(), error.status, request_id)
     if error.kind is ErrorKind.UNAUTHORIZED:
         response.headers["WWW-Authenticate"] = "Bearer"

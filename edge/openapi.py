@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from edge.jobstore import TERMINAL
 from edge.uploads import MULTIPART, RAW_TYPES
+from jobs.store import TERMINAL
 from tasks.registry import REGISTRY
 from vocab.errors import ErrorKind
 from vocab.schema import InferRequest
@@ -110,6 +110,9 @@ def answer_schemas() -> dict[str, Any]:
                                                                     "frames decoded"},
             "eta_s": {"type": ["number", "null"], "description": "seconds left, while a stage's rate gives one"},
             "error": nullable, "result_status": {"type": ["integer", "null"]},
+            "timings_ms": {"type": ["object", "null"], "additionalProperties": {"type": "number"}, "description": (
+                "once it ran: where the run's time went, stage → milliseconds and the total (the result's "
+                "Server-Timing)")},
             "urls": {"type": "object", "properties": {k: {"type": "string"} for k in ("self", "result", "events")}},
         }},
         "Health": {"type": "object", "required": ["ok", "tasks", "ready", "models"], "properties": {
@@ -222,7 +225,8 @@ def job_paths() -> dict[str, Any]:
             "responses": {"200": ok("the job, cancelled", "Job"), **errors(401, 404, 409)}}},
         "/jobs/{id}/result": {"parameters": [job_id()], "get": {
             "operationId": "getJobResult", "summary": "What /infer would have answered: its status and body",
-            "responses": {"200": ok("the task's answer", "InferResult"),  # the body was read at submit: no 408, 415
+            "responses": {"200": ok("the task's answer (Server-Timing: the stages the run went through)",
+                                    "InferResult"),  # the body was read at submit: no 408, 415
                           **errors(400, 401, 404, 409, 413, 500, 503)}}},
         "/jobs/{id}/events": {"parameters": [job_id()], "get": {
             "operationId": "getJobEvents", "summary": "The job's progress as Server-Sent Events",

@@ -1,8 +1,9 @@
 """The closed set of errors the API answers with: one kind → one status, one body shape.
 
 Every non-2xx answer is ``{"error": "<human-readable text>"}`` (the web client shows ``data.error``).
-Code on the request path raises ``ApiError`` (or, in ``media/``, its own error kinds); ``edge/errors.py``
-is the one place that turns any exception into a status and that body.
+Code on the request path raises ``ApiError`` (or, in ``media/``, its own error kinds); ``tasks/outcome.py``
+is the one place that turns any exception into a status and that body (``edge/errors.py`` adds the routing
+errors).
 """
 
 from __future__ import annotations

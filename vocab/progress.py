@@ -1,6 +1,6 @@
 """How far a job has got: named stages with done/total counts, reported from where the work happens.
 
-The jobs executor (``edge/jobs.py``) installs a callback for the job running in this context
+The jobs executor (``jobs/executor.py``) installs a callback for the job running in this context
 (``reporting(callback)``); code below it reports real stage boundaries with ``report("flow", done, total)``
 (worker threads included: ``asyncio.to_thread`` carries the context) and the decoded frame count with
 ``frames(n)``. Outside a job (``/infer``) both do nothing and cost nothing, like ``vocab/timing.py``.

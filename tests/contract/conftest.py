@@ -46,11 +46,11 @@ def redis_url(tmp_path_factory):
 def new_store(request, tmp_path):
     """Makes store objects on one shared backing (one SQLite file, or one Redis database emptied first): two calls
     are two gateway workers, or a gateway before and after a restart."""
-    from edge.jobstore import SqliteJobStore
+    from jobs.sqlite_store import SqliteJobStore
 
     if request.param == "sqlite":
         return lambda: SqliteJobStore(tmp_path / "jobs")
-    from edge.jobstore_redis import RedisJobStore
+    from jobs.redis_store import RedisJobStore
 
     url = request.getfixturevalue("redis_url")
     RedisJobStore(url).redis.flushdb()

@@ -1,5 +1,5 @@
-"""Jobs (``edge/jobs.py``): the same work as ``/infer`` submitted, watched, cancelled and fetched; durable in the
-store every gateway worker shares (``edge/jobstore.py``), bounded, idempotent. The store-level tests run once on
+"""Jobs (``edge/jobs.py`` over ``jobs/executor.py``): the same work as ``/infer`` submitted, watched, cancelled and
+fetched; durable in the store every gateway worker shares (``jobs/store.py``), bounded, idempotent. The store-level tests run once on
 SQLite and once on a real Redis server (``tests/contract/conftest.py``'s ``store_kind``)."""
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ import contextlib
 import json
 import time
 
+import pytest
 from starlette.testclient import TestClient
 
 from edge.app import create_app, wrapped
 from settings import Settings
 from tests.conftest import b64, media
 from tests.contract.test_errors import assert_error
+from tests.contract.test_server_timing import stages
+from tests.jobhooks import counts, kill, stored_bytes
 
 VELOCITY = {"task": "velocity-estimation", "options": {"max_frames": 6, "imgsz": 128, "raft_iters": 1}}
 DETECT = {"task": "object-detection", "options": {"threshold": 0.3}}
@@ -56,7 +59,7 @@ def jobs_client(gateway, store, stale_after_s: float | None = None, **overrides)
         try:
             yield client
         finally:
-            client.portal.call(service.kill)
+            client.portal.call(kill, service)
 
 
 def wait_for(http, job_id: str, statuses=("succeeded", "failed", "cancelled"), timeout_s: float = 120) -> dict:
@@ -102,6 +105,43 @@ def test_job_result_is_what_infer_answers(gateway, new_store):
         assert result.content == direct.content
 
 
+def sample(metric, name: str, labels: dict[str, str]) -> float:
+    """One sample's value, read from the metric itself (whichever registry BentoML put it in)."""
+    values = [s.value for family in metric.collect() for s in family.samples if s.name == name and s.labels == labels]
+    return values[0] if values else 0.0
+
+
+def request_metrics(task: str, status: int) -> tuple[float, ...]:
+    from tasks import metrics
+
+    return (sample(metrics.REQUESTS, "perception_requests_total", {"task": task, "status": str(status)}),
+            sample(metrics.LATENCY, "perception_request_duration_seconds_count", {"task": task}),
+            *(sample(metrics.STAGES, "perception_stage_duration_seconds_count", {"task": task, "stage": stage})
+              for stage in ("decode", "runner", "encode")))
+
+
+def test_a_job_says_where_its_time_went_and_counts_in_the_request_metrics(gateway, tmp_path):
+    from jobs.sqlite_store import SqliteJobStore
+
+    task = DETECT["task"]
+    ok = request_metrics(task, 200)
+    with jobs_client(gateway, SqliteJobStore(tmp_path)) as http:
+        job = wait_for(http, http.post("/jobs", json={**DETECT, "payloadBase64": b64(media("messi5.jpg"))}).json()["id"])
+        result = http.get(f"/jobs/{job['id']}/result")
+        assert result.status_code == 200 and job["status"] == "succeeded"
+        timing = stages(result)
+        assert list(timing) == ["payload", "decode", "runner", "encode", "total"]  # as /infer's, less the read
+        assert timing["runner"] > 0 and sum(v for k, v in timing.items() if k != "total") <= timing["total"] + 0.5
+        assert timing == pytest.approx(job["timings_ms"], abs=0.06)  # the job view shows the same run
+        assert request_metrics(task, 200) == (ok[0] + 1, ok[1] + 1, ok[2] + 1, ok[3] + 1, ok[4] + 1)
+        bad = request_metrics(task, 400)  # the latency and the stages count every status
+        video = http.post("/jobs", content=media("people-walking.mp4").read_bytes(), params={"task": task},
+                          headers={"content-type": "video/mp4"}).json()
+        assert wait_for(http, video["id"])["result_status"] == 400
+        assert set(stages(http.get(f"/jobs/{video['id']}/result"))) == {"total"}  # refused before decoding
+        assert request_metrics(task, 400) == (bad[0] + 1, bad[1] + 1, bad[2], bad[3], bad[4])
+
+
 def test_velocity_progress_rises_to_its_totals_and_streams_as_events(gateway, new_store):
     video = media("people-walking.mp4").read_bytes()
     with jobs_client(gateway, new_store()) as http:
@@ -131,7 +171,7 @@ def test_velocity_progress_rises_to_its_totals_and_streams_as_events(gateway, ne
 
 
 def test_sam3_video_job_reports_its_frames_segment_and_encode(gateway, tmp_path):
-    from edge.jobstore import SqliteJobStore
+    from jobs.sqlite_store import SqliteJobStore
 
     body = {"task": "sam3-concept-segmentation", "payloadBase64": b64(media("people-walking.webm")),
             "options": {"text_prompt": "person", "max_frames": 4, "max_objects": 5}}
@@ -198,7 +238,7 @@ def test_a_restarted_gateway_fails_the_running_job_and_keeps_finished_results(ne
         answer = first.get(f"/jobs/{done['id']}/result").content
         running = first.post("/jobs", json=fake_body("running", sleep_s=3600)).json()
         until(lambda: first.get(f"/jobs/{running['id']}").json()["status"] == "running")
-        first.portal.call(first.jobs.kill)  # the gateway dies: no more heartbeats, nothing written
+        first.portal.call(kill, first.jobs)  # the gateway dies: no more heartbeats, nothing written
     with jobs_client(fake, new_store(), stale_after_s=1.0) as second:
         failed = wait_for(second, running["id"], timeout_s=15)
         assert failed["status"] == "failed" and "stopped" in failed["error"]
@@ -246,7 +286,7 @@ def test_idempotent_submits_make_one_job(new_store):
         assert again.json()["id"] == first.json()["id"]
         assert_error(http.post("/jobs", json=fake_body("different"), headers=key), 422, "Idempotency-Key")
         wait_for(http, first.json()["id"])
-        assert sum(store.counts().values()) == 1 and fake.started == ["same"]
+        assert sum(counts(store).values()) == 1 and fake.started == ["same"]
         other = http.post("/jobs", json=fake_body("same"), headers={"Idempotency-Key": "retry-2"})
         assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
 
@@ -319,10 +359,3 @@ def test_job_routes_obey_the_api_key_and_the_body_limit(new_store):
 def wait_for_auth(http, job_id, headers) -> dict:
     until(lambda: http.get(f"/jobs/{job_id}", headers=headers).json()["status"] == "succeeded")
     return http.get(f"/jobs/{job_id}", headers=headers).json()
-
-
-def stored_bytes(store) -> bytes:
-    """Everything the store holds on disk (SQLite: the database and its WAL) or in memory (Redis: every value)."""
-    if hasattr(store, "path"):
-        return b"".join(p.read_bytes() for p in store.path.parent.glob(store.path.name + "*"))
-    return b"".join(store.dump_all())

@@ -15,9 +15,9 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from starlette.routing import Route
 
 from edge.app import create_app
-from edge.jobstore import SqliteJobStore
 from edge.openapi import SCHEMAS, document
 from edge.uploads import RAW_TYPES, form_of
+from jobs.sqlite_store import SqliteJobStore
 from settings import Settings
 from tasks.registry import REGISTRY
 from tests.conftest import ROOT, in_process_client

@@ -40,7 +40,7 @@ def test_bento_records_every_model_and_service(bento, placeholder_store):
     assert all(services[s]["config"]["resources"]["gpu"] == 1 for s in services if s.endswith("-runner"))
     src = path / "src"
     assert (src / "service.py").exists() and (src / "playground" / "index.html").exists()
-    for layer in ("edge", "tasks", "runners", "media", "models", "nets", "vocab"):
+    for layer in ("edge", "jobs", "tasks", "runners", "media", "models", "nets", "vocab"):
         assert (src / layer / "__init__.py").exists(), layer
     # what ships is what serves: no tests, scripts, import tooling or placeholder shaping
     for unwanted in ("tests", "scripts", ".venv", ".bentoml", ".cache"):

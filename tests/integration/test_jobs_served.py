@@ -14,7 +14,7 @@ import psutil
 from tests.conftest import media
 from tests.integration.conftest import running_server
 
-STALE_AFTER_S = 30  # edge/jobs.py: a running job without a heartbeat this long belonged to a dead gateway
+STALE_AFTER_S = 30  # jobs/executor.py: a running job without a heartbeat this long belonged to a dead gateway
 
 
 def crash(pid: int) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge.errors import as_api_error
 from media.decode import _plain_rgb_with_opencv, decode_base64, decode_image, sniff
 from media.errors import MediaError
+from tasks.outcome import as_api_error
 from tests.conftest import media
 
 RAW = bytes(range(256)) * 3

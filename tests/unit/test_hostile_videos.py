@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from edge.errors import as_api_error
 from media.errors import MediaTooLarge
 from media.video import decode_video, mp4_sample_count
+from tasks.outcome import as_api_error
 from tests.unit.test_video import _make_clip
 
 LIMITS = {"max_pixels": 4096 * 4096, "max_duration_s": 600.0}

@@ -1,11 +1,11 @@
-"""A job's progress (``edge/jobs.py``): stage counts that only rise, and the ETA from the rate so far."""
+"""A job's progress (``jobs/executor.py``): stage counts that only rise, and the ETA from the rate so far."""
 
 from __future__ import annotations
 
 import contextvars
 import threading
 
-from edge.jobs import Progress, eta_s, join_body, split_body
+from jobs.executor import Progress, eta_s, join_body, split_body
 from vocab import progress
 
 

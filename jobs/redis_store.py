@@ -1,11 +1,11 @@
 """The job store in Redis (``PERCEPTION_JOBS_REDIS_URL``): gateways on several machines share their jobs.
 
-The same interface and behaviour as ``SqliteJobStore`` (``edge/jobstore.py``; the same tests run on both). Keys,
-under ``perception:jobs:``: ``job:<id>`` (the job's JSON document), ``req:<id>`` (its fields and payload while it
-waits or runs), ``res:<id>`` (its result), ``run:<id>`` (owner, heartbeat, cancel flag while it runs),
-``idem:<key>`` (the job an idempotency key names), and the indexes ``queued`` (sorted by submit time),
-``running`` and ``finished`` (sorted by end time). Every change that must be atomic (submit, claim, finish,
-cancel) is one optimistic transaction (``WATCH``/``MULTI``, retried on conflict).
+``jobs/store.py``'s interface with ``SqliteJobStore``'s behaviour (the same tests run on both). Keys, under
+``perception:jobs:``: ``job:<id>`` (the job's JSON document), ``req:<id>`` (its fields and payload while it waits
+or runs), ``res:<id>`` (its result), ``run:<id>`` (owner, heartbeat, cancel flag while it runs), ``idem:<key>``
+(the job an idempotency key names), and the indexes ``queued`` (sorted by submit time), ``running`` and
+``finished`` (sorted by end time). Every change that must be atomic (submit, claim, finish, cancel) is one
+optimistic transaction (``WATCH``/``MULTI``, retried on conflict).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 
 import redis
 
-from edge.jobstore import STOPPED_BODY, STOPPED_REASON, KeyReused, QueueFull
+from jobs.store import STOPPED_BODY, STOPPED_REASON, KeyReused, QueueFull
 
 PREFIX = "perception:jobs:"
 QUEUED, RUNNING, FINISHED = PREFIX + "queued", PREFIX + "running", PREFIX + "finished"
@@ -100,16 +100,17 @@ class RedisJobStore:
         return stop
 
     def finish(self, job_id: str, status: str, result_status: int | None, body: bytes | None, error: str | None,
-               now: float) -> bool:
-        return self._finish(job_id, status, result_status, body, error, now, ("running",))
+               now: float, timings_ms: dict[str, float] | None = None) -> bool:
+        return self._finish(job_id, status, result_status, body, error, now, ("running",), timings_ms)
 
-    def _finish(self, job_id, status, result_status, body, error, now, from_states) -> bool:
+    def _finish(self, job_id, status, result_status, body, error, now, from_states, timings_ms=None) -> bool:
         def attempt(pipe):
             doc = self._load(pipe, job_id)
             if doc is None or doc["status"] not in from_states:
                 return False
             size = len(body) if body is not None else 0
-            doc.update(status=status, finished=now, error=error, result_status=result_status, result_size=size)
+            doc.update(status=status, finished=now, error=error, result_status=result_status, result_size=size,
+                       timings_ms=timings_ms)
             pipe.multi()
             pipe.set(key("job", job_id), json.dumps(doc))
             pipe.delete(key("req", job_id), key("run", job_id))
@@ -156,24 +157,3 @@ class RedisJobStore:
             self.redis.delete(*names, *([key("idem", idem)] if idem else []))
             self.redis.zrem(FINISHED, job_id)
         return [job_id for job_id, _ in gone]
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for name in self.redis.scan_iter(match=key("job", "*")):
-            doc = json.loads(self.redis.get(name) or b"{}")
-            if doc:
-                out[doc["status"]] = out.get(doc["status"], 0) + 1
-        return out
-
-    def dump_all(self) -> list[bytes]:
-        """Every value under the prefix (tests look for a deleted result's bytes in it)."""
-        values: list[bytes] = []
-        for name in self.redis.scan_iter(match=PREFIX + "*"):
-            kind = self.redis.type(name)
-            if kind == b"string":
-                values.append(self.redis.get(name))
-            elif kind == b"hash":
-                values += self.redis.hvals(name)
-            elif kind in (b"set", b"zset"):
-                values += list(self.redis.smembers(name) if kind == b"set" else self.redis.zrange(name, 0, -1))
-        return values

@@ -1,17 +1,7 @@
-"""Where jobs live: a store every gateway worker shares, so a job is the same job wherever it is asked about.
-
-``JobStore`` is the interface ``edge/jobs.py`` uses; ``SqliteJobStore`` (the default: one file under
-``PERCEPTION_JOBS_DIR``, WAL mode, every change one transaction) and ``RedisJobStore`` (``PERCEPTION_JOBS_REDIS_URL``)
-implement it and pass the same tests. A job is a small JSON document (``id``, ``status``, ``task``, times,
-``progress``, ``error``, ``result_status``, ``result_size``); beside it the request (its fields and its payload,
-stored once, deleted when the job ends) and, once it ends, the result (the exact status and body ``/infer`` would
-have answered).
-
-Atomic steps: ``submit`` (idempotency key and queue limit checked in the same transaction as the insert),
-``claim`` (the oldest queued job, only while fewer than ``max_running`` run), ``finish`` and ``cancel`` (only
-from the states they leave). ``reap`` fails running jobs whose owner stopped heartbeating; ``expire`` deletes
-finished jobs past their retention, then the oldest while results take more than the byte budget.
-"""
+"""The job store in one SQLite file under ``PERCEPTION_JOBS_DIR`` (the default): WAL mode, every change one
+transaction, so every gateway worker (process or thread) opening the same file sees the same jobs. The interface
+and its behaviour are ``jobs/store.py``'s; deleted payloads and results leave the disk (``secure_delete``, then
+the WAL checkpointed)."""
 
 from __future__ import annotations
 
@@ -19,47 +9,9 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-STOPPED_REASON = "the gateway running this job stopped before it finished; submit it again"
-STOPPED_BODY = json.dumps({"error": STOPPED_REASON}, separators=(",", ":")).encode()
-
-
-class QueueFull(Exception):
-    """More jobs are queued than the limit allows."""
-
-
-class KeyReused(Exception):
-    """An idempotency key already names a job submitted with a different body."""
-
-
-class JobStore(Protocol):
-    def submit(self, job: dict, fields: bytes, payload: bytes, max_queued: int) -> tuple[dict, bool]: ...
-
-    def get(self, job_id: str) -> dict | None: ...
-
-    def claim(self, owner: str, max_running: int, now: float) -> dict | None: ...
-
-    def request(self, job_id: str) -> tuple[bytes, bytes] | None: ...
-
-    def progress(self, job_id: str, progress: dict, now: float) -> None: ...
-
-    def heartbeat(self, owner: str, now: float) -> list[str]: ...
-
-    def finish(self, job_id: str, status: str, result_status: int | None, body: bytes | None, error: str | None,
-               now: float) -> bool: ...
-
-    def cancel(self, job_id: str, now: float) -> dict | None: ...
-
-    def result(self, job_id: str) -> tuple[int, bytes] | None: ...
-
-    def reap(self, stale_before: float, now: float) -> list[str]: ...
-
-    def expire(self, finished_before: float, max_bytes: int) -> list[str]: ...
-
-    def counts(self) -> dict[str, int]: ...
-
+from jobs.store import STOPPED_BODY, STOPPED_REASON, KeyReused, QueueFull
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, created REAL NOT NULL,
@@ -164,9 +116,9 @@ class SqliteJobStore:
         return [r[0] for r in rows]
 
     def finish(self, job_id: str, status: str, result_status: int | None, body: bytes | None, error: str | None,
-               now: float) -> bool:
+               now: float, timings_ms: dict[str, float] | None = None) -> bool:
         with self._tx() as db:
-            finished = self._finish(db, job_id, status, result_status, body, error, now, ("running",))
+            finished = self._finish(db, job_id, status, result_status, body, error, now, ("running",), timings_ms)
         self._scrub()
         return finished
 
@@ -176,12 +128,13 @@ class SqliteJobStore:
         self._db().execute("PRAGMA incremental_vacuum")
         self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def _finish(self, db, job_id, status, result_status, body, error, now, from_states) -> bool:
+    def _finish(self, db, job_id, status, result_status, body, error, now, from_states, timings_ms=None) -> bool:
         doc = self._doc(db.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone())
         if doc is None or doc["status"] not in from_states:
             return False
         size = len(body) if body is not None else 0
-        doc.update(status=status, finished=now, error=error, result_status=result_status, result_size=size)
+        doc.update(status=status, finished=now, error=error, result_status=result_status, result_size=size,
+                   timings_ms=timings_ms)
         self._save(db, doc, finished=now, result_size=size)
         db.execute("DELETE FROM requests WHERE id = ?", (job_id,))
         if body is not None:
@@ -227,16 +180,3 @@ class SqliteJobStore:
         if gone:
             self._scrub()
         return gone
-
-    def counts(self) -> dict[str, int]:
-        rows = self._db().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
-        return {status: count for status, count in rows}
-
-
-def open_store(settings) -> JobStore:
-    """The store the settings name: Redis when ``jobs_redis_url`` is set, else SQLite under ``jobs_dir``."""
-    if settings.jobs_redis_url:
-        from edge.jobstore_redis import RedisJobStore
-
-        return RedisJobStore(settings.jobs_redis_url)
-    return SqliteJobStore(settings.jobs_dir)
