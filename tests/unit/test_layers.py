@@ -7,7 +7,8 @@ included, goes to a package strictly below its own:
     runners/                        one GPU service per model family
     models/, media/                 the model store and catalog; bytes in and out (side by side)
     nets/                           architectures the importers and the runners both build
-    vocab/, settings.py             wire vocabulary and configuration: import nothing of ours
+    settings.py                     configuration: imports only vocab/ (its runner URLs come from the families)
+    vocab/                          wire vocabulary and the family table: imports nothing of ours
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RANK = {"service": 0, "edge": 1, "tasks": 2, "runners": 3, "models": 4, "media": 4, "nets": 5, "vocab": 6,
-        "settings": 6}
+RANK = {"service": 0, "edge": 1, "tasks": 2, "runners": 3, "models": 4, "media": 4, "nets": 5, "settings": 6,
+        "vocab": 7}
 NOT_SERVICE_CODE = {"tests", "scripts", "perception_client"}  # above every layer (perception_client: the client
 # package in client/, a user of the HTTP API); nothing of the service may import them
 REQUEST_PATH = ("service.py", "edge", "tasks", "runners", "media", "vocab", "models/catalog.py",
