@@ -76,10 +76,22 @@ async def until_disconnect(request: Request, work) -> Any:
             task.cancel()
 
 
+class NoAnswer(Response):
+    """What a client that has gone away gets: nothing at all (nobody is left to read a status)."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        return None
+
+
+def task_label(task: str) -> str:
+    """The metrics' task label: a task of the registry, else ``invalid`` (a bounded set of labels)."""
+    return task if task in REGISTRY else "invalid"
+
+
 def observe(request_id: str, task: str, response: Response, started: float, timings: dict[str, float]) -> None:
     """Metrics, the log line and the ``Server-Timing`` header of one answered request."""
     elapsed = time.perf_counter() - started
-    label = task if task in REGISTRY else "invalid"
+    label = task_label(task)
     REQUESTS.labels(task=label, status=str(response.status_code)).inc()
     LATENCY.labels(task=label).observe(elapsed)
     for name, seconds in timings.items():
@@ -101,7 +113,8 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:
             log.info("request_id=%s client disconnected", request_id)
-            return Response(status_code=499)
+            REQUESTS.labels(task=task_label(task), status="disconnected").inc()
+            return NoAnswer()
         except Exception as exc:
             response = error_response(exc, request_id, task)
         observe(request_id, task, response, started, timings)
