@@ -28,6 +28,8 @@ log = logging.getLogger("perception.http")
 RUNNER_UNAVAILABLE = (aiohttp.ClientError, httpx.TransportError, ConnectionError, TimeoutError, ServiceUnavailable)
 RUNNER_MESSAGE = "the model runner for {task} is unavailable or restarting; retry shortly"
 STARTING_MESSAGE = "the service is starting; retry shortly"
+# Routing errors, ours (Starlette's HTTPException) or a route outside our app (JsonErrorsMiddleware)
+ROUTE_MESSAGES = {404: "no such route", 405: "method not allowed on this route"}
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -58,8 +60,7 @@ def as_api_error(exc: BaseException, task: str = "this task") -> ApiError:
         return ApiError(ErrorKind.UNAVAILABLE, STARTING_MESSAGE)
     if isinstance(exc, HTTPException):
         kind = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorKind.BAD_REQUEST)
-        return ApiError(kind, {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code,
-                                                                                                   str(exc.detail)))
+        return ApiError(kind, ROUTE_MESSAGES.get(exc.status_code, str(exc.detail)))
     return ApiError(ErrorKind.INTERNAL, INTERNAL_MESSAGE)
 
 
@@ -110,7 +111,7 @@ class JsonErrorsMiddleware:
         from starlette.datastructures import Headers
 
         status = start["status"]
-        text = {404: "no such route", 405: "method not allowed on this route"}.get(status, f"HTTP {status}")
+        text = ROUTE_MESSAGES.get(status, f"HTTP {status}")
         response = json_response({"error": text}, status, request_id_of(Headers(scope=scope)))
         original = Headers(raw=start.get("headers", []))
         for name in ("allow", "www-authenticate", "retry-after"):

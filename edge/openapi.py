@@ -20,7 +20,7 @@ from edge.jobstore import TERMINAL
 from edge.uploads import MULTIPART, RAW_TYPES
 from tasks.registry import REGISTRY
 from vocab.errors import ErrorKind
-from vocab.schema import InferRequest
+from vocab.schema import IMAGE, InferRequest
 
 API_VERSION = "0.1.0"
 SCHEMAS = "#/components/schemas/"
@@ -48,7 +48,7 @@ YOLO_KINDS = ("detect", "segment", "pose")
 
 def example_task() -> tuple[str, Any]:
     """The examples' task: the first one of the registry that takes an image."""
-    return next((name, spec) for name, spec in REGISTRY.items() if "image" in spec.accepts)
+    return next((name, spec) for name, spec in REGISTRY.items() if IMAGE in spec.accepts)
 
 
 def example_fields() -> dict[str, Any]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from tasks import depth, detection, sam2, sam3, velocity
 from tasks.base import TaskSpec
-from vocab.schema import DepthOptions, Sam2Options, Sam3Options, VelocityOptions, YoloOptions
-
-IMAGE, VIDEO = "image", "video"
+from vocab.schema import IMAGE, VIDEO, DepthOptions, Sam2Options, Sam3Options, VelocityOptions, YoloOptions
 
 REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("object-detection", "Object detection", accepts=(IMAGE,), model_kind="detect",

@@ -14,6 +14,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from vocab.errors import bad_request
 
+# The two kinds of media a request carries: what media/decode.py sniffs, and what a task accepts.
+IMAGE = "image"
+VIDEO = "video"
+
 
 def _number(lo: float, hi: float, *, integer: bool = False):
     """A JSON number (not a bool, not a string), finite, clamped into [lo, hi]."""
