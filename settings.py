@@ -9,7 +9,8 @@ into one readable ``SettingsError`` at start-up.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, MutableMapping
 from typing import Literal
 
 from pydantic import Field, ValidationError, create_model, field_validator
@@ -18,6 +19,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from vocab.families import FAMILIES, Family
 
 ENV_PREFIX = "PERCEPTION_"
+
+# Serving never downloads: ultralytics and Hugging Face stay offline. The one list: the runners and the tests apply
+# it (``stay_offline``), the gateway script gpu_check.py passes it on; the Makefile's serve targets and
+# bentofile.yaml's docker env write it out, and a unit test keeps them equal to it.
+OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def stay_offline(environ: MutableMapping[str, str] | None = None, *, override: bool = False) -> None:
+    """Put ``OFFLINE_ENV`` into ``environ`` (``os.environ``): over what is there with ``override``, else only
+    where unset (an operator's own value wins)."""
+    environ = os.environ if environ is None else environ
+    for name, value in OFFLINE_ENV.items():
+        if override:
+            environ[name] = value
+        else:
+            environ.setdefault(name, value)
 
 
 def runner_url_fields(families: Mapping[str, Family] = FAMILIES) -> type[BaseSettings]:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from settings import stay_offline
+
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = (ROOT.parent / "shared" / "media").resolve()
 
 os.environ["BENTOML_HOME"] = os.environ.get("PERCEPTION_TEST_STORE", str(ROOT / ".cache" / "test-store"))
 os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
-for name, value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1"),
-                    ("TRANSFORMERS_OFFLINE", "1"), ("BENTOML_DO_NOT_TRACK", "true")):
-    os.environ[name] = value
+stay_offline(override=True)  # no test downloads anything, and the servers the tests start inherit it
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 for name in list(os.environ):
     if name.startswith("PERCEPTION_") and name != "PERCEPTION_TEST_STORE":
         del os.environ[name]
