@@ -157,10 +157,3 @@ def middleware(settings: Settings) -> list[tuple[type, dict]]:
     stack.append((JsonErrorsMiddleware, {}))
     stack.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
     return stack
-
-
-def wrapped(app, settings: Settings):
-    """``app`` inside the same middleware as a served deployment (to serve it without BentoML, in tests)."""
-    for cls, options in reversed(middleware(settings)):
-        app = cls(app, **options)
-    return app

@@ -98,11 +98,21 @@ def gateway(placeholder_store):
     return service.Gateway()
 
 
+def wrapped(app, settings):
+    """``app`` inside the same middleware as a served deployment (``edge.middleware``, which service.py mounts on
+    BentoML's app), to serve it without BentoML."""
+    from edge.app import middleware
+
+    for cls, options in reversed(middleware(settings)):
+        app = cls(app, **options)
+    return app
+
+
 def in_process_client(gateway, settings=None):
     """A test client for the gateway's HTTP app inside the middleware a served deployment wears."""
     from starlette.testclient import TestClient
 
-    from edge.app import create_app, wrapped
+    from edge.app import create_app
     from settings import get_settings
 
     settings = settings or get_settings()

@@ -11,9 +11,9 @@ import time
 
 from starlette.testclient import TestClient
 
-from edge.app import create_app, wrapped
+from edge.app import create_app
 from settings import Settings
-from tests.conftest import b64, media
+from tests.conftest import b64, media, wrapped
 from tests.contract.test_errors import assert_error
 
 VELOCITY = {"task": "velocity-estimation", "options": {"max_frames": 6, "imgsz": 128, "raft_iters": 1}}

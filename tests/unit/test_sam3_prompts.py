@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.sam3 import parse_concepts, polygon_to_rle, rle_counts
+from media.masks import coco_counts, runs_of
+from tasks.sam3 import parse_concepts, polygon_to_rle
 from vocab.errors import ApiError
+
+
+def rle_counts(mask: np.ndarray) -> str:
+    """COCO's compressed RLE string of a binary mask, as the SAM answers' ``mask_rle`` encodes it."""
+    return coco_counts(runs_of(mask))
 
 
 @pytest.mark.parametrize(
