@@ -13,6 +13,8 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
 export YOLO_AUTOINSTALL := 0
 export BENTOML_DO_NOT_TRACK := true
+# Serving never downloads (settings.OFFLINE_ENV, which a unit test keeps this equal to)
+OFFLINE_ENV := YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv models serve serve-split test test-unit lint tools gpu-prepare gpu-rehearsal bench bento soak clean deploy-files
@@ -36,11 +38,11 @@ models: venv ## import every default model (real weights when reachable, else lo
 
 serve: models ## run the service on PORT (3000); WEIGHTS=pretrained refuses placeholders
 	PERCEPTION_WEIGHTS=$(if $(filter pretrained,$(WEIGHTS)),pretrained,any) \
-	BENTOML_DISABLE_GPU_ALLOCATION=1 YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 \
+	BENTOML_DISABLE_GPU_ALLOCATION=1 $(OFFLINE_ENV) \
 	$(PY) -m bentoml serve service:Gateway --port $(PORT)
 
 serve-split: models ## every runner as its own server + the gateway against their URLs (PORT, runners on PORT+1...)
-	PERCEPTION_WEIGHTS=$(if $(filter pretrained,$(WEIGHTS)),pretrained,any) YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 \
+	PERCEPTION_WEIGHTS=$(if $(filter pretrained,$(WEIGHTS)),pretrained,any) $(OFFLINE_ENV) \
 	$(PY) scripts/serve_split.py --port $(PORT) $(if $(RUNNER_PORT_BASE),--runner-port-base $(RUNNER_PORT_BASE))
 
 lint: venv ## ruff

@@ -2,18 +2,54 @@
 
 Request knobs (thresholds, sizes) belong in the request, not here; this holds what an operator sets.
 Every field is documented in the README's configuration table (a test keeps the two in step).
+pydantic-settings reads the variables (``PERCEPTION_<FIELD>``, any case); ``load_settings`` turns a bad value
+into one readable ``SettingsError`` at start-up.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping, MutableMapping
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vocab.families import FAMILIES, Family
+
+ENV_PREFIX = "PERCEPTION_"
+
+# Serving never downloads: ultralytics and Hugging Face stay offline. The one list: the runners and the tests apply
+# it (``stay_offline``), the gateway script gpu_check.py passes it on; the Makefile's serve targets and
+# bentofile.yaml's docker env write it out, and a unit test keeps them equal to it.
+OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-class Settings(BaseModel, frozen=True):
+def stay_offline(environ: MutableMapping[str, str] | None = None, *, override: bool = False) -> None:
+    """Put ``OFFLINE_ENV`` into ``environ`` (``os.environ``): over what is there with ``override``, else only
+    where unset (an operator's own value wins)."""
+    environ = os.environ if environ is None else environ
+    for name, value in OFFLINE_ENV.items():
+        if override:
+            environ[name] = value
+        else:
+            environ.setdefault(name, value)
+
+
+def runner_url_fields(families: Mapping[str, Family] = FAMILIES) -> type[BaseSettings]:
+    """One ``runner_url_<family>`` field (``PERCEPTION_RUNNER_URL_<FAMILY>``) per family of the table."""
+    fields = {family.url_setting: (str, Field("", description=f"URL of the {family.name} runner served on its "
+                                                              "own (empty: started locally)"))
+              for family in families.values()}
+    return create_model("RunnerUrls", __base__=BaseSettings, __module__=__name__, **fields)
+
+
+class Settings(runner_url_fields()):
+    """What an operator sets: one field per ``PERCEPTION_<FIELD>`` variable, frozen once read."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True)
+
     max_body_bytes: int = Field(64 * 1024 * 1024, description="largest request body accepted (413 above)")
     body_read_timeout_s: float = Field(
         60.0, description="seconds a request body may take to arrive (408 after): a stalled upload frees its slot"
@@ -53,11 +89,6 @@ class Settings(BaseModel, frozen=True):
         "", description="per-family torch threads, e.g. 'yolo=1,flow=1' (overrides torch_threads for those runners)"
     )
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
-    runner_url_yolo: str = Field("", description="URL of a YOLO runner served on its own (empty: started locally)")
-    runner_url_sam3: str = Field("", description="URL of a SAM 3 runner served on its own (empty: started locally)")
-    runner_url_sam2: str = Field("", description="URL of a SAM 2 runner served on its own (empty: started locally)")
-    runner_url_depth: str = Field("", description="URL of a depth runner served on its own (empty: started locally)")
-    runner_url_flow: str = Field("", description="URL of a flow runner served on its own (empty: started locally)")
     weights: Literal["any", "pretrained"] = Field("any", description="'pretrained' refuses to start with random-init placeholders")
     jobs_dir: str = Field(".jobs", description="directory of the SQLite job store (jobs.sqlite3), shared by every gateway worker")
     jobs_redis_url: str = Field("", description="redis://host:port/db: keep jobs in Redis instead (gateways on several machines)")
@@ -87,19 +118,6 @@ class Settings(BaseModel, frozen=True):
                 raise ValueError(f"{part!r}: expected family=threads, e.g. 'yolo=1,flow=1'")
         return value
 
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
-        values = {}
-        for name in cls.model_fields:
-            key = f"PERCEPTION_{name.upper()}"
-            if key in environ:
-                values[name] = environ[key]
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise SettingsError(_describe(exc)) from None
-
 
 class SettingsError(ValueError):
     """A ``PERCEPTION_*`` variable with a value outside its type or its closed set: refused at start-up."""
@@ -108,13 +126,22 @@ class SettingsError(ValueError):
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        name = f"PERCEPTION_{str(item['loc'][0]).upper()}"
+        name = f"{ENV_PREFIX}{str(item['loc'][0]).upper()}"
         allowed = (item.get("ctx") or {}).get("expected")
         why = f"allowed values: {allowed}" if allowed else item["msg"]
         parts.append(f"{name}={item.get('input')!r} is not valid ({why})")
     return "; ".join(parts)
 
 
+def load_settings() -> Settings:
+    """The settings in the environment now; a value outside its type or its closed set is a ``SettingsError``."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings.from_env()
+    """The settings, read once per process."""
+    return load_settings()

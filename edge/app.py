@@ -63,6 +63,13 @@ async def until_disconnect(request: Request, work) -> Any:
             task.cancel()
 
 
+class NoAnswer(Response):
+    """What a client that has gone away gets: nothing at all (nobody is left to read a status)."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        return None
+
+
 def observe(request_id: str, task: str, response: Response, started: float, timings: dict[str, float]) -> None:
     """Metrics (``tasks/metrics.py``), the log line and the ``Server-Timing`` header of one answered request."""
     elapsed = time.perf_counter() - started
@@ -85,7 +92,8 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:
             log.info("request_id=%s client disconnected", request_id)
-            return Response(status_code=499)
+            metrics.REQUESTS.labels(task=metrics.label(task), status="disconnected").inc()
+            return NoAnswer()
         except Exception as exc:
             response = error_response(exc, request_id, task)
         observe(request_id, task, response, started, timings)
@@ -128,10 +136,3 @@ def middleware(settings: Settings) -> list[tuple[type, dict]]:
     stack.append((JsonErrorsMiddleware, {}))
     stack.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
     return stack
-
-
-def wrapped(app, settings: Settings):
-    """``app`` inside the same middleware as a served deployment (to serve it without BentoML, in tests)."""
-    for cls, options in reversed(middleware(settings)):
-        app = cls(app, **options)
-    return app

@@ -16,6 +16,8 @@ from starlette.responses import Response
 from tasks.outcome import encode, failure
 from vocab.errors import ApiError, ErrorKind
 
+# Routing errors, ours (Starlette's HTTPException) or a route outside our app (JsonErrorsMiddleware)
+ROUTE_MESSAGES = {404: "no such route", 405: "method not allowed on this route"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
@@ -32,8 +34,7 @@ def json_response(payload: Any, status: int, request_id: str) -> Response:
 
 def routing_error(exc: HTTPException) -> ApiError:
     kind = {404: ErrorKind.NOT_FOUND, 405: ErrorKind.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorKind.BAD_REQUEST)
-    return ApiError(kind, {404: "no such route", 405: "method not allowed on this route"}.get(exc.status_code,
-                                                                                               str(exc.detail)))
+    return ApiError(kind, ROUTE_MESSAGES.get(exc.status_code, str(exc.detail)))
 
 
 def error_response(exc: BaseException, request_id: str, task: str = "this task") -> Response:
@@ -79,7 +80,7 @@ class JsonErrorsMiddleware:
         from starlette.datastructures import Headers
 
         status = start["status"]
-        text = {404: "no such route", 405: "method not allowed on this route"}.get(status, f"HTTP {status}")
+        text = ROUTE_MESSAGES.get(status, f"HTTP {status}")
         response = json_response({"error": text}, status, request_id_of(Headers(scope=scope)))
         original = Headers(raw=start.get("headers", []))
         for name in ("allow", "www-authenticate", "retry-after"):

@@ -20,7 +20,7 @@ from edge.uploads import MULTIPART, RAW_TYPES
 from jobs.store import TERMINAL
 from tasks.registry import REGISTRY
 from vocab.errors import ErrorKind
-from vocab.schema import InferRequest
+from vocab.schema import IMAGE, InferRequest
 
 API_VERSION = "0.1.0"
 SCHEMAS = "#/components/schemas/"
@@ -48,7 +48,7 @@ YOLO_KINDS = ("detect", "segment", "pose")
 
 def example_task() -> tuple[str, Any]:
     """The examples' task: the first one of the registry that takes an image."""
-    return next((name, spec) for name, spec in REGISTRY.items() if "image" in spec.accepts)
+    return next((name, spec) for name, spec in REGISTRY.items() if IMAGE in spec.accepts)
 
 
 def example_fields() -> dict[str, Any]:
@@ -67,27 +67,22 @@ def options_by_model() -> dict[type, list[str]]:
 
 
 def request_schemas() -> dict[str, Any]:
-    """``InferRequest`` and every task's options model, from pydantic, with the task enum and the options each
-    task takes."""
+    """``InferRequest`` and every task's options model, from pydantic (their fields' descriptions are the
+    models'), with what only the registry knows: the task enum, each task's title and the options it takes."""
     grouped = options_by_model()
     _, top = models_json_schema([(model, "validation") for model in (InferRequest, *grouped)],
                                 ref_template=SCHEMAS + "{model}")
     schemas = top["$defs"]
     request = schemas["InferRequest"]
-    request["properties"]["task"].update(enum=list(REGISTRY), description="; ".join(
+    task, options = request["properties"]["task"], request["properties"]["options"]
+    task.update(enum=list(REGISTRY), description=task["description"] + ": " + "; ".join(
         f"{name}: {spec.title} ({' or '.join(spec.accepts)}; default model {spec.default_model})"
         for name, spec in REGISTRY.items()))
-    request["properties"]["options"]["description"] = (
-        "the task's options (unknown keys ignored; numbers clamped to their range): " + "; ".join(
-            f"{', '.join(tasks)} take {model.__name__} ({', '.join(model.model_fields)})"
-            for model, tasks in grouped.items()))
+    options["description"] += ": " + "; ".join(
+        f"{', '.join(tasks)} take {model.__name__} ({', '.join(model.model_fields)})" for model, tasks in grouped.items())
     request["allOf"] = [{"if": {"properties": {"task": {"const": name}}, "required": ["task"]},
                          "then": {"properties": {"options": {"$ref": SCHEMAS + spec.options.__name__}}}}
                         for name, spec in REGISTRY.items()]
-    request["properties"]["payloadBase64"]["description"] = (
-        "the image or video, standard or URL-safe base64 (padding optional, a data: URL prefix accepted)")
-    request["properties"]["mimeType"]["description"] = "a hint only: the bytes decide"
-    request["properties"]["model"]["description"] = "a model name or alias; the task's default when absent"
     return schemas
 
 

@@ -20,14 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from media.errors import BadMedia, MediaTooLarge
+from vocab.schema import IMAGE, VIDEO
 
 _DATA_URL = re.compile(r"^data:[^,;]*(;[^,;=]+=[^,;]*)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
-
-IMAGE = "image"
-VIDEO = "video"
-
 
 def decode_base64(text: str) -> bytes:
     try:  # the common case, a plain standard-alphabet string, in one C call (the checks below cost ~4 ms per 200 KB)

@@ -1,4 +1,6 @@
-// The playground: ES modules, no dependencies, no network requests beyond this server's /infer, /jobs and /health.
+// The playground: ES modules, no dependencies, no network requests beyond this server's /infer, /jobs, /health and
+// /openapi.json. It names no task: the task list comes from /health, and which option fields a task shows from the
+// options schema /openapi.json gives it (a field's data-options) or from its model kinds in /health (data-kinds).
 // It sends exactly the JSON any client sends: {task, model, payloadBase64, mimeType, options}.
 
 import { speedChart } from "./chart.js";
@@ -6,6 +8,7 @@ import { runAsJob } from "./jobs.js";
 
 const INFER_URL = new URL("../infer", location.href);
 const HEALTH_URL = new URL("../health", location.href);
+const OPENAPI_URL = new URL("../openapi.json", location.href);
 
 // COCO keypoint pairs (0-based, ultralytics' order) and a colour per limb group.
 const SKELETON = [
@@ -34,11 +37,11 @@ const state = {
   videoUrl: null,
   result: null,
   health: null,
+  options: {}, // task → the names of its options (from /openapi.json)
   running: false,
   prompts: { points: [], labels: [], bboxes: [] }, // SAM 2, in pixels of the input image
   drag: null, // {x, y} where a press on the canvas started
 };
-const SAM2 = "sam2-segmentation";
 
 // ---------------------------------------------------------------- small helpers
 
@@ -49,6 +52,24 @@ function currentTask() {
 // What /health says of a task: its title, default model (store name and the name clients send), model kind.
 function taskInfo(task) {
   return state.health?.models?.[task] ?? {};
+}
+
+// Whether the task takes every option named: "!name" means it must not take that one.
+function takes(task, ...names) {
+  const own = state.options[task] ?? [];
+  return names.every((name) => (name.startsWith("!") ? !own.includes(name.slice(1)) : own.includes(name)));
+}
+
+// Each task's option names, from the OpenAPI document: InferRequest's allOf picks the options schema per task.
+function optionsByTask(openapi) {
+  const schemas = openapi?.components?.schemas ?? {};
+  const byTask = {};
+  for (const rule of schemas.InferRequest?.allOf ?? []) {
+    const task = rule.if?.properties?.task?.const;
+    const schema = schemas[(rule.then?.properties?.options?.$ref ?? "").split("/").pop()];
+    if (task) byTask[task] = Object.keys(schema?.properties ?? {});
+  }
+  return byTask;
 }
 
 function say(text) {
@@ -115,8 +136,12 @@ function clearResult() {
 
 function onTaskChange() {
   const task = currentTask();
-  for (const element of document.querySelectorAll("[data-only]")) {
-    element.hidden = !element.dataset.only.split(" ").includes(task);
+  const kinds = taskInfo(task).kinds ?? [];
+  for (const element of document.querySelectorAll("[data-options]")) {
+    element.hidden = !takes(task, ...element.dataset.options.split(" "));
+  }
+  for (const element of document.querySelectorAll("[data-kinds]")) {
+    element.hidden = !element.dataset.kinds.split(" ").some((kind) => kinds.includes(kind));
   }
   $("#model").placeholder = taskInfo(task).request_name ?? "";
   fillModelNames();
@@ -139,17 +164,13 @@ function fillModelNames() {
 
 function requestOptions(task) {
   const options = { threshold: Number(threshold.value) };
-  if (task === "sam3-concept-segmentation") options.text_prompt = $("#text-prompt").value;
-  if (task === SAM2) Object.assign(options, sam2Options());
-  if (task === "velocity-estimation") {
-    options.meter_per_pixel = Number($("#meter-per-pixel").value);
-    options.tracker = $("#tracker").value;
-    options.subtract_camera_motion = $("#subtract-camera-motion").checked;
-  }
+  if (takes(task, "text_prompt", "!points")) options.text_prompt = $("#text-prompt").value;
+  if (takes(task, "points")) Object.assign(options, promptOptions());
+  if (takes(task, "meter_per_pixel")) options.meter_per_pixel = Number($("#meter-per-pixel").value);
+  if (takes(task, "tracker")) options.tracker = $("#tracker").value;
+  if (takes(task, "subtract_camera_motion")) options.subtract_camera_motion = $("#subtract-camera-motion").checked;
   const maxFrames = $("#max-frames").value;
-  if (maxFrames && ["velocity-estimation", "sam3-concept-segmentation", SAM2].includes(task)) {
-    options.max_frames = Number(maxFrames);
-  }
+  if (maxFrames && takes(task, "max_frames")) options.max_frames = Number(maxFrames);
   return options;
 }
 
@@ -426,7 +447,7 @@ async function render(task, result) {
         `${name} with ${result.instances.length} concept masks drawn over it (${concepts.join(", ")})`,
       );
     }
-    if (task === SAM2 && state.input.bitmap) drawPrompts(canvas.getContext("2d"));
+    if (takes(task, "points") && state.input.bitmap) drawPrompts(canvas.getContext("2d"));
     detectionTable(result.instances, `Instances of ${concepts.join(", ")}`);
   } else if (result && typeof result.depth_image === "string") {
     await drawDepth(result);
@@ -504,7 +525,7 @@ async function run(event) {
 
 // ---------------------------------------------------------------- SAM 2 prompts: click for a point, drag for a box
 
-function sam2Options() {
+function promptOptions() {
   const { points, labels, bboxes } = state.prompts;
   const options = {};
   if (points.length) Object.assign(options, { points, labels });
@@ -558,7 +579,7 @@ function drawPrompts(ctx, pending = null) {
 }
 
 function prompting() {
-  return currentTask() === SAM2 && state.input?.bitmap && !state.running;
+  return takes(currentTask(), "points") && state.input?.bitmap && !state.running;
 }
 
 function boxFrom(a, b) {
@@ -612,8 +633,9 @@ function buildTaskList(tasks) {
 
 async function loadHealth() {
   try {
-    const response = await fetch(HEALTH_URL);
-    state.health = await response.json();
+    const [health, openapi] = await Promise.all([fetch(HEALTH_URL), fetch(OPENAPI_URL)]);
+    state.health = await health.json();
+    state.options = optionsByTask(await openapi.json());
   } catch {
     $("#service-summary").textContent = "Could not read /health.";
     return;

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from settings import get_settings
+from settings import get_settings, stay_offline
 from vocab.arrays import is_packed, pack, unpack
 from vocab.families import Api, Family
 
@@ -30,9 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("perception.runner")
 
-# Serving never downloads: ultralytics and Hugging Face stay offline in every process that imports a runner.
-for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1")):
-    os.environ.setdefault(_name, _value)
+stay_offline()  # serving never downloads: ultralytics and Hugging Face stay offline in every process with a runner
 
 # How the gateway's client to a runner keeps its connections. BentoML's default recycles the client session
 # every 100 requests or 300 s, and closing it cuts the calls still in flight (seen as ServerDisconnectedError →

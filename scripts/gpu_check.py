@@ -21,12 +21,16 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from settings import OFFLINE_ENV  # noqa: E402
+
 MEDIA = ROOT / ".gpu-media"
 OUT = Path(os.environ.get("OUT", ROOT / "gpu-out"))
 QUICK = os.environ.get("GPU_CHECK_QUICK") == "1"
 PORT = 3000
-ENV = {**os.environ, "BENTOML_HOME": "/tmp/gpu-check-store", "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
-       "YOLO_CONFIG_DIR": "/tmp/gpu-check-ycfg", "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "true",
+ENV = {**os.environ, **OFFLINE_ENV, "BENTOML_HOME": "/tmp/gpu-check-store",
+       "YOLO_CONFIG_DIR": "/tmp/gpu-check-ycfg", "BENTOML_DO_NOT_TRACK": "true",
        "BENTOML_DISABLE_GPU_ALLOCATION": "1", "PERCEPTION_MEDIA": str(MEDIA), "PYTHONPATH": str(ROOT)}
 
 # (label, task, bench arguments): the targets on a GPU; a few requests each in the rehearsal

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 export OUT=${OUT:-./gpu-out}
 mkdir -p "$OUT"
 test -d .whl && test -f .gpu-media/COMMIT || { echo "missing .whl or .gpu-media: run make gpu-prepare here first" >&2; exit 2; }
-python3 -m pip install -q --no-index --find-links .whl bentoml av lap httptools uvloop pi-heif pytest pytest-timeout
+python3 -m pip install -q --no-index --find-links .whl bentoml av lap httptools uvloop pi-heif pydantic-settings \
+  pytest pytest-timeout
 python3 -m pip install -q --no-index --no-deps --find-links .whl ultralytics ultralytics-thop ultralytics-platform \
   open-clip-torch ftfy wcwidth
 export PYTHONUNBUFFERED=1

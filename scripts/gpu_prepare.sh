@@ -36,7 +36,7 @@ for p in manylinux_2_34_x86_64 manylinux_2_31_x86_64 manylinux_2_28_x86_64 manyl
 dl() { python3 -m pip download -q "${plat[@]}" -d .whl "$@"; }
 # with their dependencies (none of them is torch); the device resolves what it already has first
 rm -rf .whl
-dl "$(pin bentoml)" "$(pin av)" "$(pin lap)" "$(pin pi-heif)" "$(pin httptools)"
+dl "$(pin bentoml)" "$(pin av)" "$(pin lap)" "$(pin pi-heif)" "$(pin httptools)" "$(pin pydantic-settings)"
 # these name torch / opencv-python, which the device has in its own build: without dependencies
 dl --no-deps "$(pin ultralytics)" "$(pin ultralytics-thop)" "$(pin ultralytics-platform)" "$(pin open_clip_torch)" \
    "$(pin ftfy)" "$(pin wcwidth)"

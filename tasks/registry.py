@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from tasks import depth, detection, sam2, sam3, velocity
 from tasks.base import DETECT, FLOW, Companion, TaskSpec
-from vocab.schema import DepthOptions, Sam2Options, Sam3Options, VelocityOptions, YoloOptions
+from vocab.schema import IMAGE, VIDEO, DepthOptions, Sam2Options, Sam3Options, VelocityOptions, YoloOptions
 
-IMAGE, VIDEO = "image", "video"
 DEFAULT_FLOW_MODEL = "raft-large"
 DETECTOR = Companion(DETECT, option="detector")  # the ``detector`` option names it (default: its field's default)
 

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from settings import stay_offline
+
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = (ROOT.parent / "shared" / "media").resolve()
 
 os.environ["BENTOML_HOME"] = os.environ.get("PERCEPTION_TEST_STORE", str(ROOT / ".cache" / "test-store"))
 os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
-for name, value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0"), ("HF_HUB_OFFLINE", "1"),
-                    ("TRANSFORMERS_OFFLINE", "1"), ("BENTOML_DO_NOT_TRACK", "true")):
-    os.environ[name] = value
+stay_offline(override=True)  # no test downloads anything, and the servers the tests start inherit it
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 for name in list(os.environ):
     if name.startswith("PERCEPTION_") and name != "PERCEPTION_TEST_STORE":
         del os.environ[name]
@@ -97,11 +98,21 @@ def gateway(placeholder_store):
     return service.Gateway()
 
 
+def wrapped(app, settings):
+    """``app`` inside the same middleware as a served deployment (``edge.middleware``, which service.py mounts on
+    BentoML's app), to serve it without BentoML."""
+    from edge.app import middleware
+
+    for cls, options in reversed(middleware(settings)):
+        app = cls(app, **options)
+    return app
+
+
 def in_process_client(gateway, settings=None):
     """A test client for the gateway's HTTP app inside the middleware a served deployment wears."""
     from starlette.testclient import TestClient
 
-    from edge.app import create_app, wrapped
+    from edge.app import create_app
     from settings import get_settings
 
     settings = settings or get_settings()

@@ -15,6 +15,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from vocab.concepts import is_blank
 from vocab.errors import bad_request
 
+# The two kinds of media a request carries: what media/decode.py sniffs, and what a task accepts.
+IMAGE = "image"
+VIDEO = "video"
+
 
 def _number(lo: float, hi: float, *, integer: bool = False):
     """A JSON number (not a bool, not a string), finite, clamped into [lo, hi]."""
@@ -233,11 +237,13 @@ class InferRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    task: str
-    model: str | None = None
-    payloadBase64: str
-    mimeType: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    task: str = Field(description="the task to run")
+    model: str | None = Field(None, description="a model name or alias; the task's default when absent")
+    payloadBase64: str = Field(description=(
+        "the image or video, standard or URL-safe base64 (padding optional, a data: URL prefix accepted)"))
+    mimeType: str | None = Field(None, description="a hint only: the bytes decide")
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "the task's options (unknown keys ignored; numbers clamped to their range)"))
 
 
 class UploadRequest(InferRequest):

@@ -6,7 +6,6 @@ Every test runs against a private, temporary BentoML model store (never the user
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,9 +13,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import MEDIA
-
-for _name, _value in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "0")):
-    os.environ.setdefault(_name, _value)
 
 PHOTOS = ("messi5.jpg", "basketball1.png")
 MODELS = {"yolo26n": "detect", "yolo26n-seg": "segment", "yolo26n-pose": "pose"}

@@ -12,9 +12,9 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from edge.app import create_app, wrapped
+from edge.app import create_app
 from settings import Settings
-from tests.conftest import b64, media
+from tests.conftest import b64, media, wrapped
 from tests.contract.test_errors import assert_error
 from tests.contract.test_server_timing import stages
 from tests.jobhooks import counts, kill, stored_bytes

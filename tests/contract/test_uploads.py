@@ -226,10 +226,17 @@ def test_a_48_mb_video_refused_as_base64_is_accepted_as_multipart(client):
 
 def test_a_client_that_hangs_up_mid_upload_leaves_nothing_open(gateway):
     """The ASGI app called directly: 2 MB of a multipart file part arrive (rolled over to a temporary file),
-    then the client disconnects. The answer is the log-only 499 and the spooled file is closed."""
+    then the client disconnects. Nothing is sent back (nobody would read it), the request metric counts it as
+    ``disconnected``, and the spooled file is closed."""
     import asyncio
 
+    from prometheus_client import REGISTRY as METRICS
+
     from edge.app import create_app
+
+    def disconnected() -> float:
+        labels = {"task": "invalid", "status": "disconnected"}  # the task field never arrived
+        return METRICS.get_sample_value("perception_requests_total", labels) or 0.0
 
     app = create_app(lambda: gateway, Settings())
     body = multipart_bytes(BIG)
@@ -247,7 +254,7 @@ def test_a_client_that_hangs_up_mid_upload_leaves_nothing_open(gateway):
     scope = {"type": "http", "method": "POST", "path": "/infer", "query_string": b"", "root_path": "",
              "headers": [(b"content-type", MULTIPART.encode())], "http_version": "1.1", "scheme": "http",
              "server": ("test", 80), "client": ("test", 1)}
-    before, open_before = temp_entries(), open_temp_files()
+    before, open_before, counted = temp_entries(), open_temp_files(), disconnected()
     asyncio.run(app(scope, receive, send))
-    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    assert sent == [] and disconnected() == counted + 1
     assert messages == [] and open_temp_files() == open_before and temp_entries() - before == set()

@@ -10,6 +10,11 @@ from vocab.concepts import parse_concepts
 from vocab.errors import ApiError
 
 
+def rle_counts(mask: np.ndarray) -> str:
+    """COCO's compressed RLE string of a binary mask, as the SAM answers' ``mask_rle`` encodes it."""
+    return coco_counts(runs_of(mask))
+
+
 @pytest.mark.parametrize(
     "prompt, expected",
     [
@@ -73,8 +78,3 @@ def test_rle_known_values_and_polygon():
     assert rle["size"] == [8, 10]
     mask = rle_decode(rle["counts"], 8, 10)
     assert mask[4, 5] == 1 and mask[0, 0] == 0 and mask.sum() == 7 * 5
-
-
-def rle_counts(mask: np.ndarray) -> str:
-    """COCO's compressed RLE string of a binary mask."""
-    return coco_counts(runs_of(mask))
