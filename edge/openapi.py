@@ -20,6 +20,7 @@ from edge.uploads import MULTIPART, RAW_TYPES
 from jobs.store import TERMINAL
 from tasks.registry import REGISTRY
 from vocab.errors import ErrorKind
+from vocab.families import FAMILIES
 from vocab.schema import IMAGE, InferRequest
 
 API_VERSION = "0.1.0"
@@ -43,7 +44,7 @@ WHEN = {  # what each error status means (the README's error table, shortened)
     503: "the task's model is not installed, its runner is down or restarting, or overloaded; retry shortly",
 }
 INFER_ERRORS = (400, 401, 408, 413, 415, 500, 503)
-YOLO_KINDS = ("detect", "segment", "pose")
+YOLO_KINDS = FAMILIES["yolo"].kinds  # tasks whose answer is a list of detections
 
 
 def example_task() -> tuple[str, Any]:

@@ -250,11 +250,6 @@ $cold_start\
 """)
 
 
-def cpu_request(family: Family) -> int:
-    """Cores a runner pod requests: one per 8 GiB of its memory, at least two (decoding, batch collation)."""
-    return max(2, family.resources.memory_gi // 8)
-
-
 def url(family: Family) -> str:
     return f"http://{family.service_name}:{PORT}"
 
@@ -272,7 +267,7 @@ def render(families: Mapping[str, Family]) -> dict[str, str]:
     """Path under the repository → the text the table gives it."""
     runners = list(families.values())
     k8s_runners = "".join(K8S_RUNNER.substitute(
-        name=f.service_name, port=PORT, gpu_product=f.resources.gpu_product, runner=f.runner, cpus=cpu_request(f),
+        name=f.service_name, port=PORT, gpu_product=f.resources.gpu_product, runner=f.runner, cpus=f.resources.cpus,
         memory_gi=f.resources.memory_gi) for f in runners)
     k8s_urls = "".join(f'            - {{name: {f.url_env}, value: "{url(f)}"}}\n' for f in runners)
     compose_runners = "".join(f'  {f.service_name}:\n    <<: *runner\n'

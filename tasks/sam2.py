@@ -37,7 +37,7 @@ from vocab.concepts import text_concepts
 from vocab.detections import Detections
 from vocab.errors import bad_request
 from vocab.items import sam2_image_item, yolo_item
-from vocab.schema import Sam2Options
+from vocab.schema import IMAGE, Sam2Options
 from vocab.segmentation import SamInstance, SegmentationVideo
 
 WORKING_SIZE = 1024  # SAM 2's own input size: larger photos are resized in the gateway, results scaled back
@@ -152,7 +152,7 @@ def decode(task_input: TaskInput, settings: Settings) -> Sam2Input:
 
     options: Sam2Options = task_input.options
     text = text_concepts(options.text_prompt, settings.max_concepts)
-    if task_input.media_kind == "image":
+    if task_input.media_kind == IMAGE:
         image = decode_image(task_input.data, max_pixels=settings.max_image_pixels)
         check_prompts(options, image.width, image.height)
         resized, video = [resize_to_fit(image.bgr, min(WORKING_SIZE, max(image.width, image.height)))], None

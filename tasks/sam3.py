@@ -15,7 +15,7 @@ from vocab import progress
 from vocab.concepts import parse_concepts
 from vocab.detections import Detections
 from vocab.items import sam3_image_item
-from vocab.schema import Sam3Options
+from vocab.schema import IMAGE, Sam3Options
 from vocab.segmentation import SamInstance, SegmentationVideo
 
 WORKING_SIZE = 1008  # SAM 3's own input size: larger photos are resized in the gateway, results scaled back
@@ -39,7 +39,7 @@ def decode(task_input: TaskInput, settings: Settings) -> Sam3Image | Sam3Video:
 
     options: Sam3Options = task_input.options
     concepts = parse_concepts(options.text_prompt, settings.max_concepts)
-    if task_input.media_kind == "image":
+    if task_input.media_kind == IMAGE:
         image = decode_image(task_input.data, max_pixels=settings.max_image_pixels)
         return Sam3Image(concepts, resize_to_fit(image.bgr, min(WORKING_SIZE, max(image.width, image.height))))
     video = load_video(task_input.data, options.max_frames, settings, 1)

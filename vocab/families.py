@@ -41,6 +41,7 @@ class Resources:
     """Where a family runs when deployed on its own (deploy/): per replica."""
 
     gpu_product: str = "NVIDIA-L4"  # Kubernetes nodeSelector nvidia.com/gpu.product
+    cpus: int = 2  # Kubernetes CPU request (the CPU feeds the GPU: pre/post-processing, the Bento's workers)
     memory_gi: int = 8
     cloud_instance: str = "gpu.l4.1"  # BentoCloud instance type
     max_replicas: int = 2
@@ -83,7 +84,8 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("sam3", kinds=("sam3",), runner="runners.sam3:Sam3Runner",
            apis=(Api("segment_images", Sam3ImageItem, max_batch=4), Api("segment_video")),
            importer="sam3", local_file="sam3", timeout_s=600, max_concurrency=64,
-           resources=Resources("NVIDIA-A100-SXM4-80GB", 32, "gpu.a100.1x80", cold_start_s=900)),
+           resources=Resources("NVIDIA-A100-SXM4-80GB", cpus=4, memory_gi=32, cloud_instance="gpu.a100.1x80",
+                               cold_start_s=900)),
     Family("sam2", kinds=("sam2",), runner="runners.sam2:Sam2Runner",
            apis=(Api("segment_images", Sam2ImageItem, max_batch=4), Api("segment_video")),
            importer="sam2", local_file="sam2", timeout_s=600, max_concurrency=64),
