@@ -1,5 +1,11 @@
-"""What every runner shares: how it is served and reached, device and precision choice, the torch thread-count
-guard.
+"""The runner base every family uses, and how a runner is served and reached.
+
+- ``Engine``: every installed model of a family loaded once from the store, device and precision, per-model locks,
+  ``describe``, ``warm_up``; plain Python, so tests build engines without a server.
+- ``Runner`` + ``runner_service(family)``: the BentoML service around an engine, named, sized and given its
+  batchable APIs by the family's entry in ``vocab/families.py``.
+- ``RunnerClient``: what the gateway's tasks call (each family's client has typed methods over ``call``), and
+  ``Runners``, every family's client by its class.
 
 A runner is reached in one of two ways. Started by the gateway's own ``bentoml serve`` (the default), it is
 a local dependency called with pickle. Served on its own host (``bentoml serve runners.yolo:YoloRunner``) and
@@ -245,6 +251,30 @@ class Engine:
         if name not in self.models:
             raise KeyError(f"{self.family} model {name!r} is not loaded (have {sorted(self.models)})")
         return name
+
+    def track_video(self, name: str, frames: list, start: Callable[[Path], Any],
+                    instances_of: Callable[[Any], list[dict]]) -> dict:
+        """A video predictor of model ``name`` over ``frames`` (uint8 BGR, one size): ``start(path)`` starts its
+        stream over the frames written to a temporary lossless file (ultralytics' video predictors read paths;
+        always removed), under the model's lock; ``instances_of`` turns each frame's ``Results`` into instances."""
+        import tempfile
+        from pathlib import Path
+
+        frames = [as_bgr(f) for f in frames]
+        if any(f.shape != frames[0].shape for f in frames):
+            raise ValueError("all frames of a video must have the same size")
+        out_frames = []
+        with tempfile.TemporaryDirectory(prefix=f"{self.family}-video-") as tmp:
+            path = Path(tmp) / "frames.avi"
+            write_lossless_video(frames, path)
+            with self.locks[name], keep_torch_threads():
+                stream = start(path)
+                with contextlib.closing(stream):
+                    for index, result in enumerate(stream):
+                        out_frames.append({"frame_id": index, "instances": instances_of(result)})
+        if len(out_frames) != len(frames):
+            raise RuntimeError(f"the {self.family} video predictor returned {len(out_frames)} frames for {len(frames)}")
+        return {"frames": out_frames}
 
     def describe(self) -> dict[str, dict]:
         return {name: {"tag": self.tags[name], "device": self.device, "half": self.half, **self._facts(name)}

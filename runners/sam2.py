@@ -17,8 +17,6 @@ box, pixels of the image sent), ``polygon`` (float32 (K, 2), the mask's largest 
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,6 @@ from runners.common import (
     blank_bgr,
     keep_torch_threads,
     runner_service,
-    write_lossless_video,
 )
 from vocab.families import FAMILIES
 from vocab.items import Sam2ImageItem, sam2_image_item
@@ -99,27 +96,17 @@ class Sam2Engine(Engine):
     def segment_video(self, frames: list[np.ndarray], bboxes: list | None, points: list | None,
                       labels: list | None, threshold: float, model: str | None = None) -> dict:
         """Track the prompts on ``frames[0]`` through ``frames`` (uint8 BGR, one size); ids = prompt indices."""
-        frames = [as_bgr(f) for f in frames]
         prompts = _prompts(bboxes, points, labels)
         if not frames or prompts is None:
             return {"frames": [{"frame_id": i, "instances": []} for i in range(len(frames))]}
-        if any(f.shape != frames[0].shape for f in frames):
-            raise ValueError("all frames of a video must have the same size")
         name = self.named(model)
         predictor = self.models[name].video_predictor
-        out_frames = []
-        with tempfile.TemporaryDirectory(prefix="sam2-video-") as tmp:
-            path = Path(tmp) / "frames.avi"
-            write_lossless_video(frames, path)
-            with self.locks[name], keep_torch_threads():
-                predictor.args.conf = float(threshold)
-                stream = predictor(source=str(path), stream=True, **prompts)
-                with contextlib.closing(stream):
-                    for index, result in enumerate(stream):
-                        out_frames.append({"frame_id": index, "instances": instances_of(result)})
-        if len(out_frames) != len(frames):
-            raise RuntimeError(f"SAM 2 video predictor returned {len(out_frames)} frames for {len(frames)}")
-        return {"frames": out_frames}
+
+        def start(path: Path):
+            predictor.args.conf = float(threshold)
+            return predictor(source=str(path), stream=True, **prompts)
+
+        return self.track_video(name, frames, start, instances_of)
 
 
 def _prompts(bboxes, points, labels) -> dict | None:

@@ -17,9 +17,7 @@ and, for videos, ``object_id``. Instances whose mask is empty (nothing to outlin
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,6 @@ from runners.common import (
     blank_bgr,
     keep_torch_threads,
     runner_service,
-    write_lossless_video,
 )
 from vocab.families import FAMILIES
 from vocab.items import Sam3ImageItem, sam3_image_item
@@ -105,29 +102,18 @@ class Sam3Engine(Engine):
     ) -> dict:
         """Track every instance of the concepts through ``frames`` (uint8 BGR, one size); ids stay per object."""
         concepts = _concepts(concepts)
-        frames = [as_bgr(f) for f in frames]
         if not frames:
             return {"frames": []}
-        if any(f.shape != frames[0].shape for f in frames):
-            raise ValueError("all frames of a video must have the same size")
         name = self.named(model)
         predictor = self.models[name].video_predictor
-        out_frames = []
-        with tempfile.TemporaryDirectory(prefix="sam3-video-") as tmp:
-            path = Path(tmp) / "frames.avi"
-            write_lossless_video(frames, path)
-            with self.locks[name], keep_torch_threads():
-                predictor.args.conf = float(threshold)
-                predictor.score_threshold_detection = float(threshold)
-                predictor.max_num_objects = int(max_objects) if max_objects and max_objects > 0 else 10000
-                stream = predictor(source=str(path), text=concepts, stream=True)
-                with contextlib.closing(stream):
-                    for index, result in enumerate(stream):
-                        instances = _video_instances(result, len(concepts), with_runs)
-                        out_frames.append({"frame_id": index, "instances": instances})
-        if len(out_frames) != len(frames):
-            raise RuntimeError(f"SAM 3 video predictor returned {len(out_frames)} frames for {len(frames)}")
-        return {"frames": out_frames}
+
+        def start(path: Path):
+            predictor.args.conf = float(threshold)
+            predictor.score_threshold_detection = float(threshold)
+            predictor.max_num_objects = int(max_objects) if max_objects and max_objects > 0 else 10000
+            return predictor(source=str(path), text=concepts, stream=True)
+
+        return self.track_video(name, frames, start, lambda result: _video_instances(result, len(concepts), with_runs))
 
 
 def _build_predictors(detector, tracker, overrides: dict):

@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 av = pytest.importorskip("av")
 
-from runners.sam3 import Sam3Engine, write_lossless_video  # noqa: E402
+from runners.common import write_lossless_video  # noqa: E402
+from runners.sam3 import Sam3Engine  # noqa: E402
 from tests.component.sam3_helpers import reduced_placeholder_dir  # noqa: E402
 from tests.conftest import counting_sam3_predictor_builds, media  # noqa: E402
 
