@@ -13,6 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from edge.app import create_app
+from runners.flow import FlowClient
 from settings import Settings
 from tests.conftest import b64, media, wrapped
 from tests.contract.test_errors import assert_error
@@ -185,10 +186,11 @@ def test_sam3_video_job_reports_its_frames_segment_and_encode(gateway, tmp_path)
 
 
 class GatedFlow:
-    """The flow runner, but each call waits ``hold_s`` first (a slow CPU call); counts calls and cancellations."""
+    """The flow client's call, but each call waits ``hold_s`` first (a slow CPU call); counts calls and
+    cancellations."""
 
-    def __init__(self, runner, hold_s: float) -> None:
-        self.runner, self.hold_s, self.calls, self.cancelled = runner, hold_s, 0, 0
+    def __init__(self, flow, hold_s: float) -> None:
+        self.real_flow, self.hold_s, self.calls, self.cancelled = flow, hold_s, 0, 0
 
     async def flow(self, batch):
         self.calls += 1
@@ -197,16 +199,14 @@ class GatedFlow:
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
-        return await self.runner.flow(batch)
-
-    def __getattr__(self, name):
-        return getattr(self.runner, name)
+        return await self.real_flow(batch)
 
 
 def test_cancelled_velocity_job_stops_its_runner_calls_and_frees_its_slot(gateway, new_store, monkeypatch):
     video = media("people-walking.mp4").read_bytes()
-    gated = GatedFlow(gateway.runners.flow, hold_s=60)
-    monkeypatch.setattr(gateway.runners, "flow", gated)
+    flow_client = gateway.runners[FlowClient]
+    gated = GatedFlow(flow_client.flow, hold_s=60)
+    monkeypatch.setattr(flow_client, "flow", gated.flow)
     long = {**VELOCITY, "options": {**VELOCITY["options"], "max_frames": 30}}  # 29 pairs: 4 flow batches
     with jobs_client(gateway, new_store(), jobs_max_running=1) as http:
         job = http.post("/jobs", json={**long, "payloadBase64": b64(video)}).json()
