@@ -77,3 +77,16 @@ def test_special_comparisons_replace_the_walk():
 
 def test_polygon_area_is_the_shoelace_area():
     assert polygon_area(SQUARE) == pytest.approx(10000.0)
+
+
+def test_rle_masks_by_iou():
+    from tasks.sam3 import rle_counts
+
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:35, 10:50] = 1  # 1200 px
+    one_pixel, shifted = mask.copy(), np.roll(mask, 3, axis=1)
+    one_pixel[5, 10] = 0
+    rle = lambda m: {"mask_rle": {"size": [40, 60], "counts": rle_counts(m)}}  # noqa: E731
+    assert_close(rle(one_pixel), rle(mask))
+    with pytest.raises(AssertionError):
+        assert_close(rle(shifted), rle(mask))  # IoU 0.86
