@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.common import Engine, Runner, RunnerClient, blank_bgr, runner_service
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
 from vocab.families import FAMILIES
 from vocab.items import DepthItem, depth_item
 
@@ -86,7 +86,7 @@ class DepthEngine(Engine):
                     chunk = indices[start:start + self.max_batch]
                     loaded = self.models[name]
                     batch = torch.cat([pixel_values[i] for i in chunk]).to(loaded.dtype)
-                    with self.locks[name]:
+                    with self.locks[name], keep_torch_threads():
                         predicted = loaded.model(pixel_values=batch).predicted_depth.float()
                     for row, i in enumerate(chunk):
                         height, width = items[i]["image"].shape[:2]

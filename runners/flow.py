@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from nets.raft import WEIGHTS_FILE, build_model, variant_of
-from runners.common import Engine, Runner, RunnerClient, blank_bgr, runner_service
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
 from vocab.families import FAMILIES
 from vocab.items import RAFT_DEFAULT_ITERS, FlowItem, flow_item
 
@@ -85,7 +85,7 @@ class FlowEngine(Engine):
                     chunk = indices[start:start + self.max_batch]
                     image0 = self.to_input([items[i]["frame0"] for i in chunk])
                     image1 = self.to_input([items[i]["frame1"] for i in chunk])
-                    with self.locks[name], self._precision():
+                    with self.locks[name], keep_torch_threads(), self._precision():
                         predictions = self.models[name](image0, image1, num_flow_updates=iters)
                     flow = predictions[-1].float().permute(0, 2, 3, 1).cpu().numpy()
                     for row, i in enumerate(chunk):
