@@ -83,7 +83,7 @@ class Settings(runner_url_fields()):
     precision: Literal["fp16", "fp32"] = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
     warmup: Literal["auto", "always", "never"] = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
     torch_threads: int = Field(
-        0, description="torch CPU threads per runner process (0: every core on a GPU host, half of them on a CPU host)"
+        0, description="CPU threads per runner process (0: every core; CPU time is shared by priority: see README)"
     )
     runner_threads: str = Field(
         "", description="per-family torch threads, e.g. 'yolo=1,flow=1' (overrides torch_threads for those runners)"
