@@ -118,8 +118,18 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
 class FlowClient(RunnerClient):
     """The flow runner as tasks call it: frame pairs in, flow fields (float32 HxWx2, dx dy) out."""
 
+    def __init__(self, dependency, remote: bool = False) -> None:
+        super().__init__(dependency, remote)
+        self._devices: dict[str, str] = {}  # model → the device it runs on (a runner's models never move)
+
     async def flow(self, items: list[FlowItem]) -> list[np.ndarray]:
         return [np.asarray(answer["flow"], dtype=np.float32) for answer in await self.call("flow", items)]
+
+    async def device(self, model: str) -> str:
+        """The device the runner runs ``model`` on (``cpu``, ``cuda:0``), asked once."""
+        if model not in self._devices:
+            self._devices.update({name: info["device"] for name, info in (await self.describe()).items()})
+        return self._devices[model]
 
 
 # The table's ``flow`` API: max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends
