@@ -143,8 +143,33 @@ def export_onnx(directory: Path, model=None) -> dict:
     finally:
         del head.forward
     return write_record(directory, exporter=f"torch {torch.__version__} torch.onnx.export (TorchScript-based, dynamo=False)",
-                        task="depth", example_input=list(EXPORT_SHAPE),
+                        task="depth", example_input=list(EXPORT_SHAPE), checked=check_export(directory, model),
                         outside_the_graph="DPTImageProcessor before, the bicubic resize to the input's size after")
+
+
+CHECK_SHAPE = (2, 3, 14 * 8, 14 * 11)  # another batch, height and width than the example's: they must stay dynamic
+
+
+def check_export(directory: Path, model) -> dict:
+    """The export against ``model`` on a fixed noise batch of another shape than the example's: the same output
+    shape and a median relative error <= 1 %, or ``RuntimeError`` (nothing is stored). Returns the figures."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    pixels = torch.randn(CHECK_SHAPE, generator=torch.Generator().manual_seed(SEED))
+    with torch.no_grad():
+        expected = model(pixel_values=pixels).predicted_depth.numpy()
+    session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(["predicted_depth"], {"pixel_values": pixels.numpy()})
+    if actual.shape != expected.shape:
+        raise RuntimeError(f"the ONNX export answers {actual.shape} for {expected.shape}: its sizes are not dynamic")
+    floor = 1e-3 * float(np.abs(expected).max())
+    errors = np.abs(actual - expected) / np.maximum(np.abs(expected), floor)
+    median, p99 = float(np.median(errors)), float(np.percentile(errors, 99))
+    if not median <= 0.01:
+        raise RuntimeError(f"the ONNX export disagrees with torch: median relative error {median:.4f}")
+    return {"input": list(CHECK_SHAPE), "median_relative_error": median, "p99_relative_error": p99}
 
 
 def _traceable_head(head):

@@ -204,6 +204,19 @@ def test_import_adds_the_export_to_an_entry_stored_without_one(model_store):
     entry = store.get("yolo26n")
     assert entry.tag != old and (entry.path / "model.onnx").is_file() and (entry.path / "export.json").is_file()
     assert entry.weights == "random-init" and entry.kind == "detect"
+    checked = json.loads((entry.path / "export.json").read_text())["checked"]  # against torch, at import
+    assert checked["image"] == "bus.jpg" and checked["boxes"] > 0 and checked["max_box_px"] <= BOX_PX
     old_dir = Path(bentoml.models.get(old).path)
     assert (entry.path / "model.pt").read_bytes() == (old_dir / "model.pt").read_bytes()  # the same weights
     assert "already installed" in import_one("yolo26n", "random-init", force=False)
+
+
+def test_an_export_that_disagrees_with_its_model_is_refused(placeholder_store):
+    """The import's own check (scripts/importers/depth.py): the stored V1 graph against V2's weights disagrees."""
+    from scripts.importers import depth as depth_importer
+
+    other = depth_importer.build_placeholder("depth-anything-v2-small")
+    with pytest.raises(RuntimeError, match="disagrees with torch"):
+        depth_importer.check_export(placeholder_store[DEPTH].path, other)
+    agreeing = depth_importer.check_export(placeholder_store[DEPTH].path, depth_importer.build_placeholder(DEPTH))
+    assert agreeing["median_relative_error"] <= DEPTH_MEDIAN_REL
