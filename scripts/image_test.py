@@ -198,6 +198,7 @@ def the_image_alone(ref: str, bodies: dict, reference: dict, store_tags: list[st
     port = free_port()
     name = f"perception-image-test-{os.getpid()}"
     try:
+        launched = time.monotonic()
         image.docker("run", "-d", "--name", name, "--network", "host", ref, "--port", str(port),
                      "--host", "127.0.0.1")
         base = f"http://127.0.0.1:{port}"
@@ -214,10 +215,14 @@ def the_image_alone(ref: str, bodies: dict, reference: dict, store_tags: list[st
                        if "=" in line)
             assert {k: env.get(k) for k in OFFLINE_ENV} == OFFLINE_ENV, env
         with httpx.Client(base_url=base, timeout=600) as http:
-            with check("image: carries every model of the store it was built from"):
-                health = http.get("/health").json()
+            with check("image: carries every model of the store it was built from, all loaded"):
+                deadline = time.monotonic() + 120  # /readyz is the gateway's; /health waits for the runners
+                while not (health := http.get("/health").json())["ready"] and time.monotonic() < deadline:
+                    time.sleep(1)
                 assert sorted(m["tag"] for m in health["installed"].values()) == store_tags, health["installed"]
-                assert health["ready"] and health["devices"] == ["cpu"], health
+                assert health["ready"] and health["devices"] == ["cpu"], {k: health[k] for k in ("ready", "runners")}
+                figures["ready_s"] = round(time.monotonic() - launched, 1)
+                log(f"/health ready {figures['ready_s']} s after docker run")
             examples_answer(http, bodies, reference, "image")
             with check("image: a job, its progress and its result"):
                 with open(MEDIA / "people-walking.mp4", "rb") as f:
@@ -322,6 +327,27 @@ def the_split_in_compose(ref: str, bodies: dict, reference: dict) -> None:
                 image.docker("rm", "-f", *left, check=False)
 
 
+def k8s_runs_what_compose_ran() -> None:
+    """deploy/k8s/ runs what compose just ran: the image that was tagged, each service's command, working dir,
+    BENTOML_HOME and port."""
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    containers = {}
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Deployment":
+                for c in doc["spec"]["template"]["spec"]["containers"]:
+                    containers[c["name"]] = c
+    assert set(containers) == set(compose), (sorted(containers), sorted(compose))
+    for name, c in containers.items():
+        ran = compose[name]
+        assert c["image"] == ran["image"] == f"{image.IMAGE}:latest", (name, c["image"], ran["image"])
+        assert c["command"] == ran["command"] and c["workingDir"] == ran["working_dir"], name
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["BENTOML_HOME"] == ran["environment"]["BENTOML_HOME"], name
+        port = int(ran["command"][ran["command"].index("--port") + 1])
+        assert [p["containerPort"] for p in c["ports"]] == [port], name
+
+
 def main() -> int:
     reason = image.why_no_engine()
     if reason:
@@ -330,7 +356,10 @@ def main() -> int:
     if not shutil_which("docker-compose"):
         print("image-test skipped: no docker-compose (`make tools` as root)")
         return 0
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks run on a TERM too
+    def terminated(*_):
+        raise KeyboardInterrupt("SIGTERM")  # not an Exception: no check swallows it
+
+    signal.signal(signal.SIGTERM, terminated)  # the finally blocks run, and the line is printed, on a TERM too
     os.environ["BENTOML_HOME"] = str(STORE)
     figures: dict = {}
     started = time.monotonic()
@@ -351,10 +380,12 @@ def main() -> int:
                 try:
                     the_image_alone(figures["image"], bodies, reference, store_tags, figures)
                     the_split_in_compose(figures["image"], bodies, reference)
+                    with check("k8s: runs the image, commands, working dir and ports compose ran"):
+                        k8s_runs_what_compose_ran()
                 finally:
                     bento = figures["image"]
                     subprocess.run([sys.executable, "-m", "bentoml", "delete", "-y", bento], capture_output=True)
-    except Exception as exc:  # the harness itself failed: a failed check, and the run still ends with its line
+    except (Exception, KeyboardInterrupt) as exc:  # the harness failed or was stopped: the run still ends with its line
         RESULTS.append(("image-test harness", False, f"{type(exc).__name__}: {exc}"[-3000:]))
         log(f"FAIL harness: {exc}")
     figures["total_s"] = round(time.monotonic() - started, 1)
