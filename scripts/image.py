@@ -109,6 +109,9 @@ def engine():
         yield process.pid
     finally:
         _stop(process.pid)
+        # dockerd leaves its default network namespace mounted under the exec root: unmount it, then remove it
+        subprocess.run(["umount", "/run/perception-image/netns/default"], capture_output=True)
+        shutil.rmtree("/run/perception-image", ignore_errors=True)
         if previous is None:
             os.environ.pop("DOCKER_HOST", None)
         else:
