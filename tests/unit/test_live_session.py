@@ -56,3 +56,23 @@ def test_sessions_are_bounded_and_freed():
             pass
         assert refused.value.kind is ErrorKind.TOO_MANY_REQUESTS
     assert sessions.open == 0
+
+
+@pytest.mark.parametrize(("error", "code"), [(ApiError(ErrorKind.BAD_REQUEST, "unknown task " + "x" * 300), 1008),
+                                             (ApiError(ErrorKind.TOO_MANY_REQUESTS, "8 live sessions"), 1013)])
+def test_a_server_without_denial_responses_gets_a_close_with_the_reason(error, code):
+    from edge.errors import refuse_websocket
+
+    sent = []
+
+    async def receive():
+        return {"type": "websocket.connect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/stream", "headers": [], "query_string": b"", "extensions": {}}
+    asyncio.run(refuse_websocket(scope, receive, send, error))
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    assert sent[1]["code"] == code and error.message.startswith(sent[1]["reason"])
+    assert len(sent[1]["reason"].encode()) <= 123  # what a close frame may carry
