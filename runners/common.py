@@ -56,7 +56,7 @@ def runner_service(family: Family):
         for api in family.apis:
             if api.batchable:
                 setattr(cls, api.name, _batch_api(api))
-        cls.describe = bentoml.api(_describe)
+        cls.describe = bentoml.api(describe)
         service = bentoml.service(
             name=family.service_name,
             resources={"gpu": 1},
@@ -72,7 +72,7 @@ def runner_service(family: Family):
     return decorate
 
 
-async def _describe(self) -> dict:
+async def describe(self) -> dict:  # every runner's API (its name is its route: keep it ``describe``)
     return self.engine.describe()
 
 

@@ -145,3 +145,9 @@ def test_same_request_twice_gives_the_same_answer(client):
     # exact: two single-item calls in this process at the thread count keep_torch_threads pins, the same
     # computation bit for bit (answers of other batches or processes: tests/approx.py)
     assert infer(client, "image-segmentation", payload).json() == infer(client, "image-segmentation", payload).json()
+
+
+def test_health_shows_the_exported_cpu_engine_of_each_yolo_task(client):
+    models = client.get("/health").json()["models"]
+    for task in ("object-detection", "image-segmentation", "pose-estimation"):
+        assert (models[task]["device"], models[task]["engine"]) == ("cpu", "onnxruntime"), task

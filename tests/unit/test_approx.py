@@ -80,7 +80,7 @@ def test_polygon_area_is_the_shoelace_area():
 
 
 def test_rle_masks_by_iou():
-    from tasks.sam3 import rle_counts
+    from tests.unit.test_sam3_prompts import rle_counts
 
     mask = np.zeros((40, 60), np.uint8)
     mask[5:35, 10:50] = 1  # 1200 px
