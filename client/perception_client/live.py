@@ -44,6 +44,10 @@ def refused(exc: Exception) -> Exception:
 
     if isinstance(exc, WebSocketUpgradeError):
         try:
+            exc.response.read()  # an async caller has read it already (``aread``)
+        except Exception:
+            pass
+        try:
             outcome(exc.response)
         except PerceptionError as error:
             return error
@@ -156,6 +160,8 @@ async def stream_async(http: httpx.AsyncClient, frames: Iterable[Any] | AsyncIte
         if exc.code != 1000:
             raise refused(exc) from None
     except HTTPXWSException as exc:
+        if isinstance(getattr(exc, "response", None), httpx.Response):
+            await exc.response.aread()
         raise refused(exc) from None
 
 
