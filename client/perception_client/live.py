@@ -44,10 +44,6 @@ def refused(exc: Exception) -> Exception:
 
     if isinstance(exc, WebSocketUpgradeError):
         try:
-            exc.response.read()  # an async caller has read it already (``aread``)
-        except Exception:
-            pass
-        try:
             outcome(exc.response)
         except PerceptionError as error:
             return error
@@ -55,6 +51,23 @@ def refused(exc: Exception) -> Exception:
     if isinstance(exc, WebSocketDisconnect):
         return PerceptionError(exc.code, exc.reason or "the server closed the stream", None)
     return exc
+
+
+def _keep_refusal(response: httpx.Response) -> None:
+    """Read a refused handshake's body while it is open (httpx-ws closes it before raising)."""
+    if response.request.url.path.endswith("/stream") and response.status_code != 101:
+        response.read()
+
+
+async def _akeep_refusal(response: httpx.Response) -> None:
+    if response.request.url.path.endswith("/stream") and response.status_code != 101:
+        await response.aread()
+
+
+def _hooked(http: httpx.Client | httpx.AsyncClient, hook) -> None:
+    hooks = http.event_hooks
+    if hook not in hooks["response"]:
+        http.event_hooks = {**hooks, "response": [*hooks["response"], hook]}
 
 
 def frame_bytes(frame: Any) -> bytes:
@@ -70,6 +83,7 @@ def stream_sync(http: httpx.Client, frames: Iterable[Any], path: str, lockstep: 
     sent: list[int] = []  # frames sent so far (a list: the sender thread appends)
     finished = threading.Event()
     failure: queue.Queue = queue.Queue()
+    _hooked(http, _keep_refusal)
     try:
         with connect_ws(path, http, max_message_size_bytes=MAX_MESSAGE_BYTES) as ws:
             def send_all() -> None:
@@ -117,6 +131,8 @@ async def stream_async(http: httpx.AsyncClient, frames: Iterable[Any] | AsyncIte
     sent = 0
     finished = False
 
+    _hooked(http, _akeep_refusal)
+
     async def each():
         if isinstance(frames, AsyncIterable):
             async for frame in frames:
@@ -160,8 +176,6 @@ async def stream_async(http: httpx.AsyncClient, frames: Iterable[Any] | AsyncIte
         if exc.code != 1000:
             raise refused(exc) from None
     except HTTPXWSException as exc:
-        if isinstance(getattr(exc, "response", None), httpx.Response):
-            await exc.response.aread()
         raise refused(exc) from None
 
 

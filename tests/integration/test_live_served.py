@@ -52,6 +52,14 @@ def test_a_refused_handshake_is_a_json_4xx(server):
         list(client.stream([b"x"], "sam3-concept-segmentation"))
     assert refused.value.status == 400 and "not a live task" in refused.value.error
 
+    async def refused_async():
+        async with AsyncClient(server.base) as client:
+            return [m async for m in client.stream([b"x"], "detect", options={"imgsz": "big"})]
+
+    with pytest.raises(PerceptionError) as refused:
+        asyncio.run(refused_async())
+    assert refused.value.status == 400 and "options.imgsz" in refused.value.error
+
 
 def test_the_client_streams_and_answers_every_frame_in_lockstep(server):
     sent = frames(12)
