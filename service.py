@@ -20,6 +20,7 @@ from edge import app as edge
 from models import store
 from runners.common import RunnerClient, Runners, client_of, redacted, runner_dependency
 from settings import get_settings
+from tasks import live
 from tasks.infer import infer
 from tasks.registry import REGISTRY, TASKS
 from vocab.families import FAMILIES, KIND_FAMILY
@@ -68,7 +69,7 @@ class GatewayCore:
     async def health(self) -> dict:
         now = time.monotonic()
         if self._health_cache and now - self._health_cache[0] < HEALTH_TTL_S:
-            return self._health_cache[1]
+            return {**self._health_cache[1], "live_sessions": live.open_sessions()}
         statuses = dict(zip(FAMILIES, await asyncio.gather(*(self._runner_status(f) for f in FAMILIES)), strict=True))
         models = {task: self._task_health(task, statuses) for task in TASKS}
         devices = sorted({m["device"] for m in models.values() if m["device"]})
@@ -85,7 +86,7 @@ class GatewayCore:
             "installed": {name: {"kind": m.kind, "weights": m.weights, "tag": m.tag} for name, m in self.installed.items()},
         }
         self._health_cache = (now, payload)
-        return payload
+        return {**payload, "live_sessions": live.open_sessions()}  # now, not cached
 
     def _runner_health(self, family: str, status: dict | None) -> dict:
         url = self.settings.runner_url(family)
@@ -112,6 +113,7 @@ class GatewayCore:
             "variant": entry.variant if entry else None,
             "device": loaded["device"] if loaded else None,
             "engine": loaded.get("engine", "torch") if loaded else None,
+            "live": spec.live,  # served on GET /stream too
         }
 
 

@@ -102,6 +102,17 @@ class Settings(runner_url_fields()):
     jobs_retention_s: float = Field(86_400.0, gt=0, description="a finished job and its result are deleted this long after it ends")
     jobs_max_result_bytes: int = Field(1024 * 1024 * 1024, ge=0, description="results kept on disk at most; the oldest are deleted first")
 
+    live_max_sessions: int = Field(
+        8, ge=0, description="live sessions (GET /stream) at once per gateway worker; over it the handshake is a 429"
+    )
+    live_idle_timeout_s: float = Field(
+        30.0, gt=0, description="a live session that sends no frame for this long is closed (code 1000)"
+    )
+    live_max_message_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="largest live frame message; over it the session is closed (code 1009)"
+    )
+    live_max_session_s: float = Field(3600.0, gt=0, description="longest live session; then it is closed (code 1000)")
+
     def runner_threads_for(self, family: str) -> int:
         """``runner_threads``' count for ``family`` (0: not set)."""
         for part in self.runner_threads.split(","):

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from edge import jobs, openapi
+from edge import jobs, live, openapi
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
 from edge.uploads import read_request_within
@@ -116,6 +116,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *jobs.routes(executor := Executor(get_gateway, settings)),
+        live.route(get_gateway, settings),  # GET /stream, the live WebSocket (edge/live.py)
         Mount("/playground", StaticFiles(directory=PLAYGROUND, html=True, check_dir=False), name="playground"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})

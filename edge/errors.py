@@ -47,6 +47,33 @@ def error_response(exc: BaseException, request_id: str, task: str = "this task")
     return response
 
 
+CLOSE_REASON_BYTES = 123  # the most a WebSocket close frame's reason may hold (RFC 6455)
+CLOSE_POLICY, CLOSE_TRY_LATER = 1008, 1013
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame (whole UTF-8 characters)."""
+    return text.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
+async def refuse_websocket(scope, receive, send, exc: BaseException, task: str = "this task") -> None:
+    """A WebSocket handshake refused: the ``{"error"}`` answer with its status where the server can send one (the
+    ASGI denial-response extension: uvicorn's, Starlette's test client), else accepted and closed at once with code
+    1013 (too many sessions: try again later) or 1008 (anything else) and the error as the reason."""
+    from starlette.datastructures import Headers
+    from starlette.websockets import WebSocket
+
+    websocket = WebSocket(scope, receive, send)
+    request_id = request_id_of(Headers(scope=scope))
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(exc, request_id, task))
+        return
+    error = routing_error(exc) if isinstance(exc, HTTPException) else failure(exc, request_id, task)
+    await websocket.accept()
+    await websocket.close(CLOSE_TRY_LATER if error.kind is ErrorKind.TOO_MANY_REQUESTS else CLOSE_POLICY,
+                          close_reason(error.message))
+
+
 class JsonErrorsMiddleware:
     """Routes outside our app answer with BentoML's (or Starlette's) plain-text errors: an unknown path falls
     through our mount to BentoML's router. This turns any non-2xx answer that is not JSON into the same

@@ -117,8 +117,10 @@ def answer_schemas() -> dict[str, Any]:
             "ready": {"type": "boolean", "description": "every installed model is loaded by its runner"},
             "devices": {"type": "array", "items": {"type": "string"}}, "runners": {"type": "object"},
             "placeholders": {"type": "array", "items": {"type": "string"}},
-            "models": {"type": "object", "description": "per task: its default model, names, accepts, loaded..."},
+            "models": {"type": "object", "description": "per task: its default model, names, accepts, loaded..., "
+                                                        "live (served on the GET /stream WebSocket too)"},
             "installed": {"type": "object"},
+            "live_sessions": {"type": "integer", "description": "live sessions (GET /stream) open in this worker"},
         }},
     }
 

@@ -78,6 +78,7 @@ class TaskSpec:
     options: type[Options]
     module: TaskModule
     companions: tuple[Companion, ...] = ()  # a kind the request's ``model`` already is needs no companion
+    live: bool = False  # served frame by frame on ``GET /stream`` too (``tasks/live.py``)
 
     @property
     def default_kind(self) -> str:

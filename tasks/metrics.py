@@ -1,4 +1,4 @@
-"""The request metrics, for ``/infer`` and jobs alike (``observe``): exposed on BentoML's ``/metrics`` beside its
+"""The request metrics, for ``/infer`` and jobs alike (``observe``), and the live route's (``tasks/live.py``): exposed on BentoML's ``/metrics`` beside its
 own (which include each runner's adaptive batch-size histogram). The HTTP edge also writes the log line and the
 ``Server-Timing`` header; a job keeps its timings for its result's header."""
 
@@ -21,6 +21,18 @@ STAGES = bentoml.metrics.Histogram(
     name="perception_stage_duration_seconds",
     documentation="Where POST /infer's (and a job's) time goes: stage by task (Server-Timing)",
     labelnames=["task", "stage"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+)
+LIVE_FRAMES = bentoml.metrics.Counter(
+    name="perception_live_frames_total",
+    documentation="GET /stream frames by task and outcome: received, answered, dropped (replaced while waiting), error",
+    labelnames=["task", "outcome"],
+)
+LIVE_LATENCY = bentoml.metrics.Histogram(
+    name="perception_live_frame_latency_seconds", documentation="GET /stream: a frame's receipt to its answer, by task",
+    labelnames=["task"], buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LIVE_SESSIONS = bentoml.metrics.Gauge(
+    name="perception_live_sessions", documentation="GET /stream sessions open in this gateway worker",
 )
 
 

@@ -154,21 +154,27 @@ def new_tracker(name: str):
 
 def track_frames(detections: list[Detections], frames: list[np.ndarray], tracker_name: str) -> list[list[Track]]:
     """Feed a new tracker frame by frame; per frame, the tracks it reports (sorted by id)."""
-    from ultralytics.engine.results import Boxes
-
     tracker = new_tracker(tracker_name)
     per_frame: list[list[Track]] = []
     for dets, frame in zip(detections, frames, strict=True):
-        height, width = frame.shape[:2]
-        rows = np.column_stack([dets.xyxy, dets.confidence, dets.class_id]).astype(np.float32).reshape(-1, 6)
-        out = tracker.update(Boxes(rows, (height, width)), frame)  # rows: x1 y1 x2 y2 id score cls idx
-        tracks = []
-        for row in np.asarray(out).reshape(-1, 8):
-            xyxy = row[:4].astype(np.float64).clip(0, [width, height, width, height])
-            tracks.append(Track(int(row[4]), dets.class_name[int(row[7])], xyxy, float(row[5])))
-        per_frame.append(sorted(tracks, key=lambda t: t.track_id))
+        per_frame.append(track_step(tracker, dets, frame))
         progress.report("track", len(per_frame), len(frames))
     return per_frame
+
+
+def track_step(tracker, dets: Detections, frame: np.ndarray) -> list[Track]:
+    """One frame into ``tracker``: the tracks it reports on it (sorted by id). A live session feeds its own
+    tracker this way, frame by frame (``tasks/live.py``)."""
+    from ultralytics.engine.results import Boxes
+
+    height, width = frame.shape[:2]
+    rows = np.column_stack([dets.xyxy, dets.confidence, dets.class_id]).astype(np.float32).reshape(-1, 6)
+    out = tracker.update(Boxes(rows, (height, width)), frame)  # rows: x1 y1 x2 y2 id score cls idx
+    tracks = []
+    for row in np.asarray(out).reshape(-1, 8):
+        xyxy = row[:4].astype(np.float64).clip(0, [width, height, width, height])
+        tracks.append(Track(int(row[4]), dets.class_name[int(row[7])], xyxy, float(row[5])))
+    return sorted(tracks, key=lambda t: t.track_id)
 
 
 # ---------------------------------------------------------------- the request

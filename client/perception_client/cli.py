@@ -3,6 +3,11 @@
     perception infer photo.jpg --task detect --option threshold=0.3
     perception infer clip.mp4 --task velocity --option max_frames=30 --out results/
     perception health
+    perception stream clip.mp4 --task detect --fps 15
+
+``stream`` sends a video's frames (decoded with PyAV, sent as JPEG) to the live route at the video's rate, or
+``--fps N`` (0: each frame once the previous is answered), and prints a summary: frames sent, answered, dropped
+and failed, the answered rate and latency percentiles (the server's ``latency_ms``).
 
 ``infer`` prints the server's JSON answer to stdout. With ``--out DIR`` it writes the annotated video
 (``<name>.<task>.mp4``) and the depth PNGs (``<name>.depth.png``, ``.depth16.png``, ``.depth-colormap.png``)
@@ -20,6 +25,7 @@ import base64
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +72,15 @@ def parser() -> argparse.ArgumentParser:
                        help="a task option; repeat for more")
     infer.add_argument("--out", type=Path, help="folder for the annotated video and depth PNGs")
     commands.add_parser("health", help="the server's /health as JSON")
+    stream = commands.add_parser("stream", help="send a video's frames to the live route; a summary as JSON")
+    stream.add_argument("file", type=Path)
+    stream.add_argument("--task", required=True, help="a live task (detect, segment, pose, depth, velocity)")
+    stream.add_argument("--model", help="model name (the task's default otherwise)")
+    stream.add_argument("--option", type=option, action="append", default=[], metavar="KEY=VALUE",
+                        help="a task option; repeat for more")
+    stream.add_argument("--fps", type=float, default=None,
+                        help="frames sent per second (default: the video's rate; 0: each once the last is answered)")
+    stream.add_argument("--max-frames", type=int, default=None, help="send at most this many frames")
     return top
 
 
@@ -111,10 +126,61 @@ def progress_bar(stream=None) -> ProgressCallback:
     return show
 
 
+def video_frames(path: Path, fps: float | None, max_frames: int | None) -> tuple[Any, float]:
+    """The video's frames as JPEG bytes, yielded at ``fps`` (the video's own rate when ``None``; at once when 0),
+    and that rate. Needs PyAV (``pip install perception-client[video]``)."""
+    import io
+    import time
+
+    try:
+        import av
+    except ImportError:
+        raise SystemExit("perception stream needs PyAV: pip install 'perception-client[video]'") from None
+    with av.open(str(path)) as container:
+        rate = float(container.streams.video[0].average_rate or 25)
+    fps = rate if fps is None else fps
+
+    def frames():
+        started = time.perf_counter()
+        with av.open(str(path)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if max_frames is not None and index >= max_frames:
+                    return
+                if fps:
+                    time.sleep(max(0.0, started + index / fps - time.perf_counter()))
+                buffer = io.BytesIO()
+                frame.to_image().save(buffer, format="JPEG", quality=85)
+                yield buffer.getvalue()
+
+    return frames(), fps
+
+
+def stream(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    from perception_client.live import Summary
+
+    frames, fps = video_frames(args.file, args.fps, args.max_frames)
+    summary = Summary()
+
+    def counted():
+        for frame in frames:
+            summary.sent += 1
+            yield frame
+
+    for message in client.stream(counted(), args.task, model=args.model, options=dict(args.option) or None,
+                                 lockstep=not fps):
+        summary.add(message)
+        if "error" in message:
+            print(f"perception: frame {message['frame']}: {message['error']}", file=sys.stderr)
+    summary.ended = time.perf_counter()
+    return {"task": TASKS.get(args.task, args.task), "send_fps": fps or "as answered", **summary.to_dict()}
+
+
 def run(args: argparse.Namespace) -> Any:
     with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
         if args.command == "health":
             return client.health()
+        if args.command == "stream":
+            return stream(client, args)
         answer = client.infer(args.file, args.task, model=args.model, options=dict(args.option),
                               progress=progress_bar())
     task = TASKS.get(args.task, args.task)
@@ -123,7 +189,7 @@ def run(args: argparse.Namespace) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "infer" and not args.file.is_file():
+    if args.command in ("infer", "stream") and not args.file.is_file():
         print(f"perception: no such file: {args.file}", file=sys.stderr)
         return 2
     try:

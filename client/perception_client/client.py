@@ -28,7 +28,7 @@ import mimetypes
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,6 +246,15 @@ class Client:
                  **options: Any) -> VelocityResult:
         return results.velocity(self.infer(file, "velocity", model=model, options=options, progress=progress))
 
+    def stream(self, frames: Iterable[FileLike], task: str, *, model: str | None = None,
+               options: dict[str, Any] | None = None, lockstep: bool = False) -> Iterator[dict[str, Any]]:
+        """Live video (``GET /stream``): each frame (an encoded image) as the iterable yields it; each message the
+        server sends, as it comes (``perception_client/live.py``)."""
+        from perception_client import live
+
+        return live.stream_sync(self._http, frames, live.stream_path(TASKS.get(task, task), model, options),
+                                lockstep)
+
 
 class AsyncClient:
     """The same methods as ``Client``, awaitable."""
@@ -337,3 +346,11 @@ class AsyncClient:
     async def velocity(self, file: FileLike, *, model: str | None = None, progress: ProgressCallback | None = None,
                        **options: Any) -> VelocityResult:
         return results.velocity(await self.infer(file, "velocity", model=model, options=options, progress=progress))
+
+    def stream(self, frames: Iterable[FileLike] | AsyncIterable[FileLike], task: str, *, model: str | None = None,
+               options: dict[str, Any] | None = None, lockstep: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """``Client.stream``, as an async iterator (``async for message in client.stream(...)``)."""
+        from perception_client import live
+
+        return live.stream_async(self._http, frames, live.stream_path(TASKS.get(task, task), model, options),
+                                 lockstep)

@@ -20,8 +20,9 @@ CHROMIUM_ARGS = (
 
 
 @contextlib.contextmanager
-def launch_chromium() -> Iterator[object]:
-    """A Playwright ``Browser`` on the system Chromium; skips the test when Chromium or Playwright is missing."""
+def launch_chromium(*extra_args: str) -> Iterator[object]:
+    """A Playwright ``Browser`` on the system Chromium (with ``extra_args``, e.g. a fake camera); skips the test
+    when Chromium or Playwright is missing."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -29,7 +30,7 @@ def launch_chromium() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (make tools, or apt-get install chromium)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:
