@@ -22,6 +22,7 @@ the exported graph's (dynamic batch, height and width), in an ONNX Runtime sessi
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
-from runners.exported import ONNX_FILE, ONNXRUNTIME, ExportedEngines, cpu_session
+from runners.exported import ONNX_FILE, ONNXRUNTIME, ExportedEngines, Replicas, cpu_session
 from vocab.families import FAMILIES
 from vocab.items import DepthItem, depth_item
 
@@ -39,18 +40,23 @@ FAMILY = FAMILIES["depth"]
 
 @dataclass(frozen=True)
 class _LoadedDepth:
-    model: Any  # DepthAnythingForDepthEstimation, on the device, eval; or an ONNX Runtime session of its export
+    model: Any  # DepthAnythingForDepthEstimation, on the device, eval; or ``Replicas`` of ONNX Runtime sessions
     processor: Any  # the checkpoint's DPTImageProcessor
     dtype: Any  # torch.float16 on CUDA (fp16), else torch.float32
 
     def forward(self, pixel_values):
-        """``pixel_values`` (N, 3, h, w) → ``predicted_depth`` (N, h, w), float32, on the input's device."""
+        """``pixel_values`` (N, 3, h, w) → ``predicted_depth`` (N, h, w), float32, on the input's device: on torch
+        as one batch; on ONNX Runtime one image per replica, side by side."""
         import torch
 
         if isinstance(self.model, torch.nn.Module):
             return self.model(pixel_values=pixel_values.to(self.dtype)).predicted_depth.float()
-        (depth,) = self.model.run(["predicted_depth"], {"pixel_values": pixel_values.float().cpu().numpy()})
-        return torch.from_numpy(depth)
+
+        def run(session, image) -> np.ndarray:
+            return session.run(["predicted_depth"], {"pixel_values": image[None]})[0]
+
+        images = list(pixel_values.float().cpu().numpy())
+        return torch.from_numpy(np.concatenate(self.model.map(run, images)))
 
 
 class DepthEngine(ExportedEngines, Engine):
@@ -66,7 +72,8 @@ class DepthEngine(ExportedEngines, Engine):
 
         processor = AutoImageProcessor.from_pretrained(str(model_dir))
         if self.engine_of(name, model_dir) == ONNXRUNTIME:
-            return _LoadedDepth(cpu_session(model_dir / ONNX_FILE, self.threads), processor, torch.float32)
+            sessions = Replicas(lambda: cpu_session(model_dir / ONNX_FILE, 1), self.threads)
+            return _LoadedDepth(sessions, processor, torch.float32)
         dtype = torch.float16 if self.half else torch.float32
         model = DepthAnythingForDepthEstimation.from_pretrained(str(model_dir), dtype=dtype)
         return _LoadedDepth(model.to(self.device).eval(), processor, dtype)
@@ -104,7 +111,8 @@ class DepthEngine(ExportedEngines, Engine):
                     chunk = indices[start:start + self.max_batch]
                     loaded = self.models[name]
                     batch = torch.cat([pixel_values[i] for i in chunk])
-                    with self.locks[name], keep_torch_threads():
+                    with contextlib.nullcontext() if self.engines[name] == ONNXRUNTIME else self.locks[name], \
+                            keep_torch_threads():
                         predicted = loaded.forward(batch)
                     for row, i in enumerate(chunk):
                         height, width = items[i]["image"].shape[:2]

@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 
 from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
-from runners.exported import ONNX_FILE, ONNXRUNTIME, ExportedEngines, cpu_session, read_export
+from runners.exported import (
+    ONNX_FILE,
+    ONNXRUNTIME,
+    ExportedEngines,
+    Replicas,
+    cpu_session,
+    read_export,
+    split,
+)
 from vocab.detections import Detections
 from vocab.families import FAMILIES
 from vocab.items import YoloItem, yolo_item
@@ -51,21 +59,25 @@ class YoloEngine(ExportedEngines, Engine):
         model.to(self.device)
         return model
 
-    def _load_onnx(self, model_dir: Path) -> Any:
-        """ultralytics' own ONNX Runtime backend, with a session at the runner's CPU budget: ultralytics builds its
-        session on the first ``predict`` at ONNX Runtime's default (every core) and takes no session options, so
-        the predictor is set up here (one tiny blank image, at the runner's predict settings: the predictor is
-        kept while they do not change) and its session replaced by one with ``self.threads`` threads."""
+    def _load_onnx(self, model_dir: Path) -> Replicas:
+        """ultralytics' own ONNX Runtime backend, one replica per thread of the runner's CPU budget, each with a
+        one-thread session (``Replicas``): ultralytics builds its session on the first ``predict`` at ONNX Runtime's
+        default (every core) and takes no session options, so each predictor is set up here (one tiny blank image,
+        at the runner's predict settings: the predictor is kept while they do not change) and its session replaced."""
         from ultralytics import YOLO
 
-        model = YOLO(str(model_dir / ONNX_FILE), task=read_export(model_dir)["task"])
-        with keep_torch_threads():
-            model.predict(blank_bgr(32, 32), imgsz=32, quantize=32, device=self.device, verbose=False)
-        model.predictor.model.backend.session = cpu_session(model_dir / ONNX_FILE, self.threads)
-        return model
+        def replica() -> Any:
+            model = YOLO(str(model_dir / ONNX_FILE), task=read_export(model_dir)["task"])
+            with keep_torch_threads():
+                model.predict(blank_bgr(32, 32), imgsz=32, quantize=32, device=self.device, verbose=False)
+            model.predictor.model.backend.session = cpu_session(model_dir / ONNX_FILE, 1)
+            return model
+
+        return Replicas(replica, self.threads)
 
     def _facts(self, name: str) -> dict:
         model = self.models[name]
+        model = model.all[0] if isinstance(model, Replicas) else model
         return {"task": model.task, "names": dict(model.names), "engine": self.engines[name]}
 
     def warm_up(self) -> None:
@@ -80,24 +92,26 @@ class YoloEngine(ExportedEngines, Engine):
         for key, indices in groups.items():
             options = dict(zip(ITEM_OPTION_KEYS, key[:-1], strict=True))
             name = options.pop("model")
-            model = self.models[name]
             images = [items[i]["image"] for i in indices]
-            with self.locks[name], keep_torch_threads():
-                results = model.predict(
-                    images,
-                    imgsz=options["imgsz"],
-                    conf=options["threshold"],
-                    iou=options["iou"],
-                    max_det=options["max_det"],
-                    classes=list(options["classes"]) if options["classes"] is not None else None,
-                    quantize=16 if self.half else 32,
-                    device=self.device,
-                    batch=len(images),
-                    verbose=False,
-                )
-            for i, result in zip(indices, results, strict=True):
+            for i, result in zip(indices, self._predict(name, images, options), strict=True):
                 out[i] = to_arrays(result)
         return out
+
+    def _predict(self, name: str, images: list[np.ndarray], options: dict) -> list:
+        """ultralytics' ``predict`` of one group (one model, options and shape): on the torch model as one batch, or
+        split over the model's ONNX Runtime replicas, side by side."""
+        model = self.models[name]
+
+        def predict(model: Any, images: list[np.ndarray]) -> list:
+            return model.predict(images, imgsz=options["imgsz"], conf=options["threshold"], iou=options["iou"],
+                                 max_det=options["max_det"], quantize=16 if self.half else 32, device=self.device,
+                                 classes=list(options["classes"]) if options["classes"] is not None else None,
+                                 batch=len(images), verbose=False)
+
+        if isinstance(model, Replicas):
+            return [result for piece in model.map(predict, split(images, len(model.all))) for result in piece]
+        with self.locks[name], keep_torch_threads():
+            return predict(model, images)
 
 
 def to_arrays(result) -> dict:

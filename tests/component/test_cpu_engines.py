@@ -179,16 +179,23 @@ def test_onnxruntime_without_an_export_refuses_to_load(yolo_dirs, tmp_path):
         YoloEngine({"yolo26n": tmp_path}, device="cpu", engine="onnxruntime")
 
 
-def test_onnxruntime_sessions_run_at_the_runner_cpu_budget(yolo, depth):
+def test_onnxruntime_runs_one_replica_per_thread_of_the_runner_cpu_budget(yolo, depth):
+    """One one-thread session per core of the budget, used side by side (runners/exported.py ``Replicas``)."""
     from runners.common import cpu_budget
     from vocab.items import yolo_item
 
     engine = yolo["onnxruntime"]
-    engine.predict([yolo_item("yolo26n", letterboxed("messi5.jpg", 320), imgsz=320, threshold=0.25)])
-    session = engine.models["yolo26n"].predictor.model.backend.session  # still ours after a predict
-    assert session.get_session_options().intra_op_num_threads == cpu_budget("yolo", "cpu")
-    depth_session = depth["onnxruntime"].models[DEPTH].model
-    assert depth_session.get_session_options().intra_op_num_threads == cpu_budget("depth", "cpu")
+    item = yolo_item("yolo26n", letterboxed("messi5.jpg", 320), imgsz=320, threshold=0.25)
+    alone, side_by_side = engine.predict([item]), engine.predict([item] * 3)  # 3 images over the replicas
+    replicas = engine.models["yolo26n"].all
+    assert len(replicas) == cpu_budget("yolo", "cpu")
+    for replica in replicas:  # each session still ours after predicts
+        assert replica.predictor.model.backend.session.get_session_options().intra_op_num_threads == 1
+    for answer in side_by_side:  # the same image gives the same boxes on whichever replica ran it
+        np.testing.assert_allclose(answer["xyxy"], alone[0]["xyxy"], atol=1e-3)
+    sessions = depth["onnxruntime"].models[DEPTH].model.all
+    assert len(sessions) == cpu_budget("depth", "cpu")
+    assert all(s.get_session_options().intra_op_num_threads == 1 for s in sessions)
 
 
 def test_import_adds_the_export_to_an_entry_stored_without_one(model_store):
