@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from edge import jobs, openapi
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
-from edge.uploads import read_request_within
+from edge.uploads import read_request
 from jobs.executor import Executor
 from settings import Settings, get_settings
 from tasks import metrics
@@ -87,7 +87,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         timings = record()
         try:
             with stage("read"):
-                body = await read_request_within(request, settings.max_body_bytes, settings.body_read_timeout_s)
+                body = await read_request(request, settings.max_body_bytes, settings.body_read_timeout_s)
             task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:

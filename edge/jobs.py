@@ -1,8 +1,8 @@
 """The job routes: ``/infer``'s work submitted now, watched while it runs, its answer fetched later. The work is
 the executor's (``jobs/executor.py``); this module is HTTP only.
 
-- ``POST /jobs``: the same body as ``/infer`` in any of its three forms (``edge/uploads.py``), the same body
-  limit; ``202`` with the job (``id``, ``status``, ``urls``). With an ``Idempotency-Key`` header a retried submit
+- ``POST /jobs``: the same body as ``/infer`` in any of its three forms, read by the same reader
+  (``edge/uploads.py``: the same body limit, read deadline and errors); ``202`` with the job (``id``, ``status``, ``urls``). With an ``Idempotency-Key`` header a retried submit
   gets the job the key already names (``200``); the same key with a different body is a ``422``. Past
   ``PERCEPTION_JOBS_MAX_QUEUED`` waiting jobs: ``429`` with ``Retry-After``.
 - ``GET /jobs/{id}``: ``status`` (``queued``, ``running``, ``succeeded``, ``failed``, ``cancelled``), ``progress``
@@ -88,7 +88,8 @@ def routes(executor: Executor) -> list[Route]:
 
 
 async def submit_job(executor: Executor, request: Request, request_id: str) -> Response:
-    body = await read_request(request, executor.settings.max_body_bytes)
+    settings = executor.settings
+    body = await read_request(request, settings.max_body_bytes, settings.body_read_timeout_s)
     job, created = await executor.submit(body, request.headers.get("idempotency-key"))
     response = json_response(view(job, time.time()), 202 if created else 200, request_id)
     response.headers["Location"] = f"/jobs/{job['id']}"
