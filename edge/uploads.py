@@ -124,7 +124,7 @@ async def read_multipart(request: Request, limit: int) -> dict[str, Any]:
     try:
         form = await parser.parse()  # closes its spooled files itself when reading or parsing fails
     except MultiPartException as exc:
-        raise bad_request(f"the multipart body is malformed: {exc.message}") from None
+        raise bad_request(f"the multipart body is malformed: {exc.message[:200]}") from None
     try:
         upload = file_part(form)
         data = await upload.read()
