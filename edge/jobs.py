@@ -21,7 +21,6 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field

@@ -4,8 +4,11 @@ Generated, not hand-copied: the request body is ``vocab.schema.InferRequest``'s 
 each task's options schema come from ``tasks.registry.REGISTRY`` (an ``if``/``then`` per task picks the options
 model), the three forms of a body are ``edge/uploads.py``'s (JSON, ``multipart/form-data``, the file itself with
 the fields as query parameters), and every error is the ``{"error"}`` body of ``edge/errors.py`` with the request
-id. The shapes of the answers that are not pydantic models (a job, ``/health``) are written here; the contract
-tests check them against real answers. Built once per process.
+id. A job is ``edge/jobs.py``'s ``Job`` model, the one every job answer is built with; the event stream is
+described one event at a time (the fields of a Server-Sent Event, its ``data`` a job). The shapes of the answers
+that are not pydantic models (``/health``, a task's result) are written here; the contract tests check them against
+real answers. The submit's answers link to the job routes by the job's ``id`` (OpenAPI links). Built once per
+process.
 """
 
 from __future__ import annotations
@@ -95,8 +98,8 @@ def request_schemas() -> dict[str, Any]:
 
 
 def answer_schemas() -> dict[str, Any]:
-    """The answers that are not pydantic models: the error body, a job, ``/health``, a task's result."""
-    nullable = {"type": ["string", "null"]}
+    """The answers that are not pydantic models: the error body, ``/health``, a task's result; a job (its model's) and
+    one event of its stream."""
     yolo = [name for name, spec in REGISTRY.items() if spec.default_kind in YOLO_KINDS]
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
