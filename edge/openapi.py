@@ -48,10 +48,11 @@ WHEN = {  # what each error status means (the README's error table, shortened)
 INFER_ERRORS = (400, 401, 408, 413, 415, 500, 503)
 RUN_ERRORS = (400, 413, 500, 503)  # what running a request can answer (a job's result too); the rest is the read's
 PAYLOAD = (
-    "The payload must be a decodable image or video of a kind the task accepts (the task enum says which: images "
-    "as JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/AVIF where supported; videos as MP4, MOV, WebM, MKV, AVI); other bytes, "
-    "the wrong kind for the task, or an image over the pixel budget are a 400 or 413 naming what is wrong, so a "
-    "request that fits this schema is accepted only when its payload does.")
+    "The payload must be a decodable image or video of a kind the task accepts (the task enum says which): an "
+    "image as JPEG, PNG, WebP, GIF, BMP, TIFF, or HEIC/AVIF; a video as MP4, MOV, WebM/MKV, AVI, FLV, Ogg or "
+    "MPEG-TS. Other bytes, a truncated file, the wrong kind for the task, or a file over its pixel, duration or "
+    "frame budget are a 400 or 413 naming what is wrong: a request that fits this schema is accepted only when its "
+    "payload does.")
 YOLO_KINDS = FAMILIES["yolo"].kinds  # tasks whose answer is a list of detections
 
 
