@@ -17,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 OFFLINE_ENV := YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv models serve serve-split test test-unit lint tools gpu-prepare gpu-rehearsal bench bento soak clean deploy-files
+.PHONY: help venv models serve serve-split test test-unit lint tools gpu-prepare gpu-rehearsal bench bento image image-test soak clean deploy-files
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,17 +48,21 @@ serve-split: models ## every runner as its own server + the gateway against thei
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-tools: ## Debian's headless chromium (playground test), docker-compose (compose file check) and redis-server (Redis job store tests): apt, as root, when missing
-	@if ! test -x $(CHROMIUM) || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null; then \
+tools: ## Debian's headless chromium (playground test), docker-compose, redis-server (job store tests), docker.io and debootstrap (the image): apt, as root, when missing
+	@if ! test -x $(CHROMIUM) || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null \
+	  || ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && \
 	    { test -x $(CHROMIUM) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } && \
 	    { command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; } && \
-	    { command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }; \
-	  else echo "note: chromium, docker-compose or redis-server is missing and this is not root: the tests that need them are skipped"; fi; fi
+	    { command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; } && \
+	    { command -v dockerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io; } && \
+	    { command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap; }; \
+	  else echo "note: chromium, docker-compose, redis-server, dockerd or debootstrap is missing and this is not root: the tests that need them are skipped"; fi; fi
 
-test: venv lint tools ## run every test (unit, component, contract, integration, browser) on CPU with placeholder weights
+test: venv lint tools ## run every test (unit, component, contract, integration, browser) on CPU with placeholder weights, then the image's
 	$(PY) -m pytest -ra
+	$(PY) scripts/image_test.py
 
 test-unit: venv ## the quick tier: pure functions, the layer rules (seconds; no model, no server)
 	$(PY) -m pytest -ra tests/unit
@@ -74,6 +78,12 @@ deploy-files: venv ## regenerate deploy/ from the runner family table
 
 bento: models ## build the Bento (code, pinned environment, every installed model) into the store
 	$(PY) -m bentoml build .
+
+image: models tools ## the container image (bentoml build + containerize): a local base and a private engine where none is at hand
+	$(PY) scripts/image.py build
+
+image-test: venv tools ## build the image on the test store, run it and the compose split for real, compare with the in-process answers
+	$(PY) scripts/image_test.py
 
 soak: venv ## soak test: mixed load from CLIENTS (8) for MINUTES (5) after 2 warm-up minutes; checks 5xx, memory, fds, temp files
 	WEIGHTS=random-init $(PY) scripts/soak.py --minutes $(or $(MINUTES),5) --warmup-minutes 2 --clients $(or $(CLIENTS),8)

@@ -111,6 +111,7 @@ class GatewayCore:
             "weights": entry.weights if entry else None,
             "variant": entry.variant if entry else None,
             "device": loaded["device"] if loaded else None,
+            "engine": loaded.get("engine", "torch") if loaded else None,
         }
 
 

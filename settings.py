@@ -83,10 +83,15 @@ class Settings(runner_url_fields()):
     precision: Literal["fp16", "fp32"] = Field("fp16", description="'fp16' (half precision on CUDA) or 'fp32'")
     warmup: Literal["auto", "always", "never"] = Field("auto", description="one inference per model at start-up: 'auto' (on CUDA), 'always', 'never'")
     torch_threads: int = Field(
-        0, description="torch CPU threads per runner process (0: every core on a GPU host, half of them on a CPU host)"
+        0, description="CPU threads per runner process (0: every core; CPU time is shared by priority: see README)"
     )
     runner_threads: str = Field(
         "", description="per-family torch threads, e.g. 'yolo=1,flow=1' (overrides torch_threads for those runners)"
+    )
+    engine: str = Field(
+        "auto", description="how runners run their models: 'auto' (torch on CUDA, the exported ONNX Runtime engine on "
+        "a CPU where the model has one), 'torch' or 'onnxruntime'; for every family, or per family, "
+        "e.g. 'yolo=onnxruntime,depth=torch'"
     )
     gateway_workers: int = Field(1, description="gateway processes (decode and encode scale with them)")
     weights: Literal["any", "pretrained"] = Field("any", description="'pretrained' refuses to start with random-init placeholders")
@@ -105,6 +110,17 @@ class Settings(runner_url_fields()):
                 return int(count)
         return 0
 
+    def engine_for(self, family: str) -> str:
+        """``engine``'s choice for ``family``: a bare value applies to every family, ``family=engine`` to one."""
+        chosen = "auto"
+        for part in filter(None, (p.strip() for p in self.engine.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep:
+                chosen = name
+            elif name.strip() == family:
+                return value.strip()
+        return chosen
+
     def runner_url(self, family: str) -> str:
         """The URL of the ``family`` runner when it is served elsewhere; empty when the gateway starts it."""
         return getattr(self, f"runner_url_{family}", "")
@@ -117,6 +133,19 @@ class Settings(runner_url_fields()):
             if not sep or not name.strip() or not count.strip().isdigit() or int(count) < 1:
                 raise ValueError(f"{part!r}: expected family=threads, e.g. 'yolo=1,flow=1'")
         return value
+
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_map(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, engine = part.rpartition("=") if "=" in part else ("", "", part)
+            if engine.strip() not in ENGINES or (sep and not name.strip()):
+                raise ValueError(f"{part!r}: expected one of {', '.join(ENGINES)}, for all or as family=engine")
+        return value
+
+
+ENGINES = ("auto", "torch", "onnxruntime")
 
 
 class SettingsError(ValueError):

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from settings import get_settings, stay_offline
 from vocab.arrays import is_packed, pack, unpack
-from vocab.families import Api, Family
+from vocab.families import FAMILIES, Api, Family
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -56,7 +56,7 @@ def runner_service(family: Family):
         for api in family.apis:
             if api.batchable:
                 setattr(cls, api.name, _batch_api(api))
-        cls.describe = bentoml.api(_describe)
+        cls.describe = bentoml.api(describe)
         service = bentoml.service(
             name=family.service_name,
             resources={"gpu": 1},
@@ -72,7 +72,7 @@ def runner_service(family: Family):
     return decorate
 
 
-async def _describe(self) -> dict:
+async def describe(self) -> dict:  # every runner's API (its name is its route: keep it ``describe``)
     return self.engine.describe()
 
 
@@ -97,8 +97,11 @@ class Runner:
     client: type[RunnerClient]  # how the gateway's tasks call it
 
     def __init__(self) -> None:
+        family = FAMILIES[self.engine_class.family]
         self.engine = self.engine_class.from_store()
-        use_cpu_budget(self.engine_class.family, self.engine.device)
+        use_cpu_budget(family.name, self.engine.device)
+        if family.background and not self.engine.device.startswith("cuda"):
+            lower_priority()
         if should_warm_up(self.engine.device):
             self.engine.warm_up()
 
@@ -310,13 +313,31 @@ _THREADS: list[int] = []  # the thread count ``use_all_cores`` chose for this pr
 
 
 def cpu_budget(family: str, device: str) -> int:
-    """The torch threads a runner process takes: ``PERCEPTION_RUNNER_THREADS`` for its family, else
-    ``PERCEPTION_TORCH_THREADS``, else every core on a GPU host (the CPU only feeds the GPU) and half of them on a
-    CPU host, so one long request (velocity's RAFT) cannot take every core from the others' short ones."""
+    """The threads a runner process computes with: ``PERCEPTION_RUNNER_THREADS`` for its family, else
+    ``PERCEPTION_TORCH_THREADS``, else every core: a runner that is alone uses the whole machine, and CPU time is
+    shared by priority (``lower_priority``), not by caps."""
     settings = get_settings()
-    cores = os.cpu_count() or 1
-    default = cores if device.startswith("cuda") else max(1, cores // 2)
-    return settings.runner_threads_for(family) or settings.torch_threads or default
+    return settings.runner_threads_for(family) or settings.torch_threads or os.cpu_count() or 1
+
+
+BACKGROUND_NICE = 10  # a background family's threads: ~1/10 of a core's share against an interactive runner's
+
+
+def lower_priority(nice: int = BACKGROUND_NICE) -> int:
+    """Give every thread of this process (and so every thread it starts later: threads inherit their creator's)
+    the scheduling priority ``nice``: the CPU goes to the interactive runners first, and to this one whenever they
+    are idle. Linux keeps a nice value per thread, so each thread of ``/proc/self/task`` is set. Returns the
+    threads changed."""
+    from pathlib import Path
+
+    tasks = Path("/proc/self/task")
+    threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+        except (ProcessLookupError, PermissionError):  # a thread that has just ended; or a lower nice not allowed
+            pass
+    return len(threads)
 
 
 def use_cpu_budget(family: str, device: str) -> None:

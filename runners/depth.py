@@ -14,6 +14,10 @@ Batching: images of different aspect ratios become differently shaped tensors af
 Padding them to one shape would change the result (a ViT attends over the padding, so every output
 pixel would depend on what else was in the batch), so items are grouped by (model, processed shape) and
 each group is one forward pass. A request's result never depends on its batch-mates.
+
+Engines (``runners/exported.py``): a model whose store entry has an ONNX export runs on ONNX Runtime on a CPU host
+(``PERCEPTION_ENGINE=auto``): the same processor before and the same resize after, only the network's forward is
+the exported graph's (dynamic batch, height and width), in an ONNX Runtime session at the runner's CPU budget.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from runners.common import Engine, Runner, RunnerClient, blank_bgr, runner_service
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
+from runners.exported import ONNX_FILE, ONNXRUNTIME, ExportedEngines, cpu_session
 from vocab.families import FAMILIES
 from vocab.items import DepthItem, depth_item
 
@@ -34,13 +39,23 @@ FAMILY = FAMILIES["depth"]
 
 @dataclass(frozen=True)
 class _LoadedDepth:
-    model: Any  # DepthAnythingForDepthEstimation, on the device, eval
+    model: Any  # DepthAnythingForDepthEstimation, on the device, eval; or an ONNX Runtime session of its export
     processor: Any  # the checkpoint's DPTImageProcessor
     dtype: Any  # torch.float16 on CUDA (fp16), else torch.float32
 
+    def forward(self, pixel_values):
+        """``pixel_values`` (N, 3, h, w) → ``predicted_depth`` (N, h, w), float32, on the input's device."""
+        import torch
 
-class DepthEngine(Engine):
-    """Loads each depth model once; ``estimate`` runs same-model, same-shape items as one batch."""
+        if isinstance(self.model, torch.nn.Module):
+            return self.model(pixel_values=pixel_values.to(self.dtype)).predicted_depth.float()
+        (depth,) = self.model.run(["predicted_depth"], {"pixel_values": pixel_values.float().cpu().numpy()})
+        return torch.from_numpy(depth)
+
+
+class DepthEngine(ExportedEngines, Engine):
+    """Loads each depth model once, on torch or its ONNX export (``engine=``, default ``PERCEPTION_ENGINE``);
+    ``estimate`` runs same-model, same-shape items as one batch."""
 
     family = FAMILY.name
     max_batch = FAMILY.api("estimate").max_batch
@@ -49,12 +64,15 @@ class DepthEngine(Engine):
         import torch
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
+        processor = AutoImageProcessor.from_pretrained(str(model_dir))
+        if self.engine_of(name, model_dir) == ONNXRUNTIME:
+            return _LoadedDepth(cpu_session(model_dir / ONNX_FILE, self.threads), processor, torch.float32)
         dtype = torch.float16 if self.half else torch.float32
         model = DepthAnythingForDepthEstimation.from_pretrained(str(model_dir), dtype=dtype)
-        return _LoadedDepth(model.to(self.device).eval(), AutoImageProcessor.from_pretrained(str(model_dir)), dtype)
+        return _LoadedDepth(model.to(self.device).eval(), processor, dtype)
 
     def _facts(self, name: str) -> dict:
-        return {"output": "relative inverse depth (larger = nearer)"}
+        return {"output": "relative inverse depth (larger = nearer)", "engine": self.engines[name]}
 
     def warm_up(self) -> None:
         self.estimate([depth_item(name, blank_bgr()) for name in self.models])
@@ -85,9 +103,9 @@ class DepthEngine(Engine):
                 for start in range(0, len(indices), self.max_batch):
                     chunk = indices[start:start + self.max_batch]
                     loaded = self.models[name]
-                    batch = torch.cat([pixel_values[i] for i in chunk]).to(loaded.dtype)
-                    with self.locks[name]:
-                        predicted = loaded.model(pixel_values=batch).predicted_depth.float()
+                    batch = torch.cat([pixel_values[i] for i in chunk])
+                    with self.locks[name], keep_torch_threads():
+                        predicted = loaded.forward(batch)
                     for row, i in enumerate(chunk):
                         height, width = items[i]["image"].shape[:2]
                         out[i] = {"depth": _resize_like_hf(predicted[row], (height, width))}

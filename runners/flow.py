@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from nets.raft import WEIGHTS_FILE, build_model, variant_of
-from runners.common import Engine, Runner, RunnerClient, blank_bgr, runner_service
+from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
 from vocab.families import FAMILIES
 from vocab.items import RAFT_DEFAULT_ITERS, FlowItem, flow_item
 
@@ -85,7 +85,7 @@ class FlowEngine(Engine):
                     chunk = indices[start:start + self.max_batch]
                     image0 = self.to_input([items[i]["frame0"] for i in chunk])
                     image1 = self.to_input([items[i]["frame1"] for i in chunk])
-                    with self.locks[name], self._precision():
+                    with self.locks[name], keep_torch_threads(), self._precision():
                         predictions = self.models[name](image0, image1, num_flow_updates=iters)
                     flow = predictions[-1].float().permute(0, 2, 3, 1).cpu().numpy()
                     for row, i in enumerate(chunk):
@@ -118,8 +118,18 @@ def _check_item(item: dict, models: dict) -> tuple[tuple[int, int], int]:
 class FlowClient(RunnerClient):
     """The flow runner as tasks call it: frame pairs in, flow fields (float32 HxWx2, dx dy) out."""
 
+    def __init__(self, dependency, remote: bool = False) -> None:
+        super().__init__(dependency, remote)
+        self._devices: dict[str, str] = {}  # model → the device it runs on (a runner's models never move)
+
     async def flow(self, items: list[FlowItem]) -> list[np.ndarray]:
         return [np.asarray(answer["flow"], dtype=np.float32) for answer in await self.call("flow", items)]
+
+    async def device(self, model: str) -> str:
+        """The device the runner runs ``model`` on (``cpu``, ``cuda:0``), asked once."""
+        if model not in self._devices:
+            self._devices.update({name: info["device"] for name, info in (await self.describe()).items()})
+        return self._devices[model]
 
 
 # The table's ``flow`` API: max_latency_ms is BentoML's cancel threshold (503), not a wait. A velocity request sends

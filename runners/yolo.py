@@ -8,6 +8,12 @@ exactly as it letterboxes each image alone, so a result never depends on which r
 together, and it equals the library's own ``predict`` on the same image. (A fixed square letterbox would
 batch mixed shapes too, but costs a third more compute on 4:3 photos: measured 263 vs 190 ms on CPU.)
 Results leave as numpy arrays in the pixels of the image that was sent.
+
+Engines (``runners/exported.py``): a model whose store entry has an ONNX export runs on ONNX Runtime on a CPU host
+(``PERCEPTION_ENGINE=auto``), loaded by ultralytics itself (``YOLO("model.onnx", task=...)``): the same
+``predict``, letterbox, NMS, masks and keypoints as the torch path, only the network's forward differs. The export
+has dynamic height and width, so the letterbox stays the minimal rectangle (a fixed 640x640 export would pad to a
+square: another input, other boxes).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from runners.common import Engine, Runner, RunnerClient, blank_bgr, keep_torch_threads, runner_service
+from runners.exported import ONNX_FILE, ONNXRUNTIME, ExportedEngines, cpu_session, read_export
 from vocab.detections import Detections
 from vocab.families import FAMILIES
 from vocab.items import YoloItem, yolo_item
@@ -29,21 +36,37 @@ ITEM_OPTION_KEYS = ("model", "imgsz", "threshold", "iou", "max_det", "classes") 
 CHECKPOINT = "model.pt"  # in each model's store directory
 
 
-class YoloEngine(Engine):
-    """Loads each YOLO model once; ``predict`` groups items by model and options and runs them as batches."""
+class YoloEngine(ExportedEngines, Engine):
+    """Loads each YOLO model once, on torch or its ONNX export (``engine=``, default ``PERCEPTION_ENGINE``);
+    ``predict`` groups items by model and options and runs them as batches."""
 
     family = FAMILY.name
 
     def _load(self, name: str, model_dir: Path) -> Any:
         from ultralytics import YOLO
 
+        if self.engine_of(name, model_dir) == ONNXRUNTIME:
+            return self._load_onnx(model_dir)
         model = YOLO(str(model_dir / CHECKPOINT if model_dir.is_dir() else model_dir))
         model.to(self.device)
         return model
 
+    def _load_onnx(self, model_dir: Path) -> Any:
+        """ultralytics' own ONNX Runtime backend, with a session at the runner's CPU budget: ultralytics builds its
+        session on the first ``predict`` at ONNX Runtime's default (every core) and takes no session options, so
+        the predictor is set up here (one tiny blank image, at the runner's predict settings: the predictor is
+        kept while they do not change) and its session replaced by one with ``self.threads`` threads."""
+        from ultralytics import YOLO
+
+        model = YOLO(str(model_dir / ONNX_FILE), task=read_export(model_dir)["task"])
+        with keep_torch_threads():
+            model.predict(blank_bgr(32, 32), imgsz=32, quantize=32, device=self.device, verbose=False)
+        model.predictor.model.backend.session = cpu_session(model_dir / ONNX_FILE, self.threads)
+        return model
+
     def _facts(self, name: str) -> dict:
         model = self.models[name]
-        return {"task": model.task, "names": dict(model.names)}
+        return {"task": model.task, "names": dict(model.names), "engine": self.engines[name]}
 
     def warm_up(self) -> None:
         self.predict([yolo_item(name, blank_bgr(), imgsz=640, threshold=0.25) for name in self.models])

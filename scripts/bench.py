@@ -76,20 +76,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def body_for(task: str, path: Path, options: dict) -> dict:
-    return {"task": task, "payloadBase64": base64.b64encode(path.read_bytes()).decode(),
+def body_for(task: str, path: Path, options: dict, model: str | None = None) -> dict:
+    body = {"task": task, "payloadBase64": base64.b64encode(path.read_bytes()).decode(),
             "mimeType": MIME.get(path.suffix, "application/octet-stream"), "options": {"threshold": 0.25, **options}}
+    return {**body, "model": model} if model else body
 
 
 UPLOADS = ("json", "multipart", "raw")
 
 
-def prepared(task: str, path: Path, options: dict, upload: str) -> dict:
+def prepared(task: str, path: Path, options: dict, upload: str, model: str | None = None) -> dict:
     """``httpx.post`` keyword arguments for one request in the ``upload`` form, its body built once."""
-    body = body_for(task, path, options)
+    body = body_for(task, path, options, model)
     if upload == "json":
         return {"content": json.dumps(body).encode(), "headers": {"content-type": "application/json"}}
-    fields = {"task": task, "options": json.dumps(body["options"])}
+    fields = {"task": task, "options": json.dumps(body["options"]), **({"model": model} if model else {})}
     if upload == "raw":
         return {"content": path.read_bytes(), "params": fields, "headers": {"content-type": body["mimeType"]}}
     request = httpx.Request("POST", "http://bench/infer", data={**fields, "mimeType": body["mimeType"]},
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload", default="json",
                         help="comma-separated forms of the request, each its own row: json (base64), multipart, raw")
     parser.add_argument("--media", type=Path, help="use this file instead of each task's default")
+    parser.add_argument("--model", help="the request's model (default: the task's own), e.g. yolo26n.pt for velocity "
+                        "as the later web client sends it")
     parser.add_argument("--options", type=json.loads, default={},
                         help='JSON options merged over the defaults, e.g. \'{"max_frames": 12, "imgsz": 256}\'')
     args = parser.parse_args(argv)
@@ -306,12 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         # at concurrency 1 the two paths alternate request by request, so drift on a shared machine hits both
         interleave = baseline is not None and args.concurrency == 1 and not args.duration
         row = {"task": task, "upload": upload, "media": media_name, "concurrency": args.concurrency,
-               **run_http(args.url, prepared(task, path, options, upload), args.concurrency, args.requests, args.duration,
+               **run_http(args.url, prepared(task, path, options, upload, args.model), args.concurrency, args.requests, args.duration,
                           between=baseline if interleave else None)}
         if baseline is not None:
             row.update(compare(row, baseline, interleave, task, path, options, args))
         if args.beside:
-            row.update(beside(args, prepared(task, path, options, upload), row))
+            row.update(beside(args, prepared(task, path, options, upload, args.model), row))
         rows.append(row)
         if args.seed_baseline and task in SEED and upload == uploads[0]:
             seed = Baseline(task, path, options, None, SEED)

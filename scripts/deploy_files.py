@@ -63,6 +63,7 @@ spec:
           command: [bentoml, serve, "$runner", --port, "$port", --host, 0.0.0.0]
           env:
             - {name: BENTOML_DISABLE_GPU_ALLOCATION, value: "1"}
+            - {name: BENTOML_HOME, value: /home/bentoml/bento}  # the image's model store is the Bento's models/
           ports:
             - {name: http, containerPort: $port}
           resources:
@@ -121,6 +122,7 @@ spec:
           workingDir: /home/bentoml/bento/src
           command: [bentoml, serve, "service:Gateway", --port, "$port", --host, 0.0.0.0]
           env:
+            - {name: BENTOML_HOME, value: /home/bentoml/bento}  # the image's model store is the Bento's models/
 $runner_urls\
             - {name: PERCEPTION_GATEWAY_WORKERS, value: "2"}
             - name: PERCEPTION_API_KEY
@@ -171,7 +173,7 @@ spec:
 
 COMPOSE = Template("""\
 # One GPU host, split: every runner in its own container on the one card, the gateway against their URLs.
-#   bentoml containerize perception-backend:latest && docker compose -f deploy/compose.yaml up
+#   make image && docker compose -f deploy/compose.yaml up       (run for real by `make image-test`)
 # Written by `make deploy-files` from the runner family table (vocab/families.py). Validated in `make test`
 # with `docker-compose config` and against this Bento's services.
 x-runner: &runner
@@ -179,6 +181,7 @@ x-runner: &runner
   working_dir: /home/bentoml/bento/src
   environment:
     BENTOML_DISABLE_GPU_ALLOCATION: "1"
+    BENTOML_HOME: /home/bentoml/bento  # the image's model store is the Bento's models/ (its own home has none)
   healthcheck:
     test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:$port/readyz')"]
     interval: 10s
@@ -199,6 +202,7 @@ $runners\
     working_dir: /home/bentoml/bento/src
     command: [bentoml, serve, "service:Gateway", --port, "$port", --host, 0.0.0.0]
     environment:
+      BENTOML_HOME: /home/bentoml/bento  # the image's model store is the Bento's models/
 $runner_urls\
       PERCEPTION_API_KEY: "$${PERCEPTION_API_KEY:-}"
     ports: ["$port:$port"]

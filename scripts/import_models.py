@@ -5,8 +5,11 @@
     python scripts/import_models.py --weights pretrained   # real weights or fail (no placeholders)
     python scripts/import_models.py --weights random-init  # placeholders only (offline tests)
     python scripts/import_models.py --file ~/Downloads/sam3.pt   # a local file: sam3.pt, sam2.1_b.pt, yolo11s.pt, ...
+    python scripts/import_models.py --no-export            # no ONNX exports (a host that serves only on CUDA)
 
-Models already in the store are kept unless ``--force``. Nothing here runs while serving.
+Models already in the store are kept unless ``--force``. Nothing here runs while serving. YOLO and Depth Anything
+models are stored with their ONNX export (the CPU engine, ``runners/exported.py``); one installed before exports
+were made at import gets a new version with its export added.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import store  # noqa: E402
 from models.catalog import BY_STORE_NAME, store_name_for  # noqa: E402
+from runners.exported import has_export  # noqa: E402
 from tasks.registry import DEFAULT_MODELS  # noqa: E402
 from vocab.families import FAMILIES, KIND_FAMILY, family_of_file  # noqa: E402
 
@@ -34,22 +38,30 @@ def importer(family: str):
     return importlib.import_module(f"scripts.importers.{FAMILIES[family].importer}")
 
 
-def import_one(store_name: str, weights: str, force: bool) -> str:
+def import_one(store_name: str, weights: str, force: bool, export: bool = True) -> str:
     installed = store.installed()
+    module = importer(KIND_FAMILY[BY_STORE_NAME[store_name].kind])
     if store_name in installed and not force:
         current = installed[store_name]
         if not (weights == "pretrained" and current.placeholder):
+            if export and hasattr(module, "add_export") and not has_export(current.path):
+                return f"{store_name}: ONNX export added → {module.add_export(store_name)}"
             return f"{store_name}: already installed ({current.weights}, {current.tag})"
-    module = importer(KIND_FAMILY[BY_STORE_NAME[store_name].kind])
     if weights in ("auto", "pretrained"):
         try:
-            return f"{store_name}: pretrained → {module.import_pretrained(store_name)}"
+            return f"{store_name}: pretrained → {module.import_pretrained(store_name, **_export_option(module, export))}"
         except RuntimeError as exc:
             if weights == "pretrained":
                 raise SystemExit(f"{store_name}: real weights unavailable: {exc}") from None
             print(f"{BANNER}\n{store_name}: real weights unavailable ({exc}).\n"
                   f"Installing a RANDOM-INIT PLACEHOLDER: its outputs are meaningless.\n{BANNER}", file=sys.stderr)
-    return f"{store_name}: random-init placeholder → {module.import_placeholder(store_name)}"
+    placeholder = module.import_placeholder(store_name, **_export_option(module, export))
+    return f"{store_name}: random-init placeholder → {placeholder}"
+
+
+def _export_option(module, export: bool) -> dict:
+    """``export=False`` for an importer that exports (those with ``add_export``), nothing for the others."""
+    return {} if export or not hasattr(module, "add_export") else {"export": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, help="import a local weights file or directory")
     parser.add_argument("--family", choices=sorted(FAMILIES), help="family of --file")
     parser.add_argument("--force", action="store_true", help="import again even if installed")
+    parser.add_argument("--no-export", dest="export", action="store_false",
+                        help="store no ONNX export (the CPU engine) beside YOLO and Depth Anything weights")
     args = parser.parse_args(argv)
 
     if args.file:
@@ -67,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path} does not exist")
         family = args.family or family_of_file(path.name, is_dir=path.is_dir())
         name = args.names[0] if args.names else store_name_for(path.name)
-        print(f"{name}: from {path} → {importer(family).import_pretrained(name, local_path=str(path))}")
+        module = importer(family)
+        tag = module.import_pretrained(name, local_path=str(path), **_export_option(module, args.export))
+        print(f"{name}: from {path} → {tag}")
         return 0
 
     names = [store_name_for(n) for n in args.names] or list(DEFAULT_MODELS)
@@ -75,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"not in the catalog: {unknown} (use --file for other YOLO variants)")
     for name in names:
-        print(import_one(name, args.weights, args.force), flush=True)
+        print(import_one(name, args.weights, args.force, args.export), flush=True)
     return 0
 
 

@@ -62,6 +62,8 @@ MIN_FRAMES = 2  # one pair
 FLOW_MULTIPLE = 8  # RAFT works at 1/8 scale
 FLOW_MIN_SIDE = 128  # RAFT's correlation pyramid halves the 1/8 map three more times
 FLOW_WINDOW = 4  # most flow calls one request keeps in flight (see estimate_flow)
+CPU_FLOW_LONG_SIDE = 320  # flow_quality "auto" on a CPU flow runner: the flow frames' long side, at most ...
+CPU_RAFT_ITERS = 6  # ... and RAFT refinements per pair, at most (RAFT large: ~0.5 s a pair instead of ~8 s)
 OUTPUT_MAX_WIDTH = 2560  # frame + flow panel side by side are scaled down to this width when wider
 PANEL_PERCENTILE = 99.0
 
@@ -187,10 +189,20 @@ class VelocityInput:
 
 
 @dataclass(frozen=True)
+class FlowPlan:
+    """Where and how flow runs for one request: the size of the frames sent to the flow runner, its iterations."""
+
+    size_wh: tuple[int, int]
+    iters: int
+    quality: str  # "full" (the working size, ``raft_iters``) or "cpu" (a CPU size and fewer iterations)
+
+
+@dataclass(frozen=True)
 class VelocityRaw:
     detections: list[Detections]  # per frame, original pixels
     tracks: list[list[Track]]  # per frame
-    flows_working: list[np.ndarray]  # per pair, working grid and pixels
+    flows: list[np.ndarray]  # per pair, on the flow plan's grid, in its pixels
+    plan: FlowPlan
 
 
 def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
@@ -200,7 +212,8 @@ def decode(task_input: TaskInput, settings: Settings) -> VelocityInput:
     detector, flow_model = task_input.models[DETECT], task_input.models[FLOW]  # the request's and its companion
     video = load_video(task_input.data, options.max_frames, settings, MIN_FRAMES)
     progress.frames(len(video.frames))
-    working_wh = working_size_wh((video.width, video.height), options.imgsz)
+    # never a working size above the clip's own: upscaled frames are work for nothing
+    working_wh = working_size_wh((video.width, video.height), min(options.imgsz, max(video.width, video.height)))
     pairs = min(options.max_pairs, len(video.frames) - 1)
     check_flow_budget(working_wh, pairs, settings)
     working = [cv2.resize(f, working_wh, interpolation=cv2.INTER_AREA) for f in video.frames]
@@ -225,19 +238,46 @@ def check_flow_budget(working_wh: tuple[int, int], pairs: int, settings: Setting
 
 async def run(decoded: VelocityInput, task_input: TaskInput, runners: Runners) -> VelocityRaw:
     options: VelocityOptions = task_input.options
+    flow = runners[FlowClient]
+    plan = flow_plan(decoded.working_wh, options, await flow.device(decoded.flow_model))
     (detections, tracks), flows = await _all(
         detect_and_track(runners[YoloClient], decoded, options),
-        estimate_flow(runners[FlowClient], decoded.flow_model, decoded.working, decoded.pairs, options.raft_iters,
-                      decoded.shed_after_s),
+        flow_frames_and_flow(flow, decoded, plan),
     )
-    return VelocityRaw(detections, tracks, flows)
+    return VelocityRaw(detections, tracks, flows, plan)
+
+
+def flow_plan(working_wh: tuple[int, int], options: VelocityOptions, device: str) -> FlowPlan:
+    """``flow_quality`` "full", or a flow runner on a GPU: flow at the working size with ``raft_iters``. "auto" on a
+    CPU flow runner: the frames' long side at most ``CPU_FLOW_LONG_SIDE`` and at most ``CPU_RAFT_ITERS``
+    refinements, so a CPU host answers a whole clip in seconds a pair instead of a minute."""
+    if options.flow_quality == "full" or device.startswith("cuda"):
+        return FlowPlan(working_wh, options.raft_iters, "full")
+    size_wh = working_size_wh(working_wh, min(CPU_FLOW_LONG_SIDE, max(working_wh)))
+    return FlowPlan(size_wh, min(options.raft_iters, CPU_RAFT_ITERS), "cpu")
+
+
+async def flow_frames_and_flow(flow: FlowClient, decoded: VelocityInput, plan: FlowPlan) -> list[np.ndarray]:
+    """The working frames at the plan's size (resized in a worker thread when it differs), then their flow."""
+    frames = decoded.working
+    if plan.size_wh != decoded.working_wh:
+        frames = await offload(_resized, frames[:decoded.pairs + 1], plan.size_wh)
+    return await estimate_flow(flow, decoded.flow_model, frames, decoded.pairs, plan.iters, decoded.shed_after_s)
+
+
+def _resized(frames: list[np.ndarray], size_wh: tuple[int, int]) -> list[np.ndarray]:
+    import cv2
+
+    return [cv2.resize(frame, size_wh, interpolation=cv2.INTER_AREA) for frame in frames]
 
 
 def encode(raw: VelocityRaw, decoded: VelocityInput, task_input: TaskInput) -> dict:
     options: VelocityOptions = task_input.options
     video = decoded.video
-    flows_px = [flow_in_original_px(f, decoded.scale_xy) for f in raw.flows_working]
-    pairs = measure(flows_px, raw.detections, raw.tracks, decoded.scale_xy, decoded.fps, options)
+    flow_wh = raw.plan.size_wh
+    flow_scale_xy = (video.width / flow_wh[0], video.height / flow_wh[1])  # original pixels per flow pixel
+    flows_px = [flow_in_original_px(f, flow_scale_xy) for f in raw.flows]
+    pairs = measure(flows_px, raw.detections, raw.tracks, flow_scale_xy, decoded.fps, options)
     encoded = annotate(video.frames, raw.tracks, pairs, flows_px, video.fps)
     run = VelocityRun(
         frames_processed=len(video.frames), pairs_processed=decoded.pairs,
@@ -245,7 +285,8 @@ def encode(raw: VelocityRaw, decoded: VelocityInput, task_input: TaskInput) -> d
         width=video.width, height=video.height,
         working_wh=decoded.working_wh, meter_per_pixel=options.meter_per_pixel,
         camera_motion_subtracted=options.subtract_camera_motion, tracker=options.tracker, detector=decoded.detector,
-        flow_model=decoded.flow_model, raft_iters=options.raft_iters, stream=video.stream_report(),
+        flow_model=decoded.flow_model, raft_iters=raw.plan.iters, flow_wh=flow_wh, flow_quality=raw.plan.quality,
+        stream=video.stream_report(),
     )
     return VelocityResult(run, pairs, frames_seen(raw.tracks), encoded).to_wire()
 

@@ -28,8 +28,11 @@ os.environ["BENTOML_HOME"] = os.environ.get("PERCEPTION_TEST_STORE", str(ROOT / 
 os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics"))
 stay_offline(override=True)  # no test downloads anything, and the servers the tests start inherit it
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+# The placeholders carry their ONNX exports (the CPU engine) unless PERCEPTION_TEST_EXPORTS=0 (the lent-GPU check:
+# the GPU serves on torch, and its image has no onnxslim).
+EXPORTS = os.environ.get("PERCEPTION_TEST_EXPORTS", "1") != "0"
 for name in list(os.environ):
-    if name.startswith("PERCEPTION_") and name != "PERCEPTION_TEST_STORE":
+    if name.startswith("PERCEPTION_") and name not in ("PERCEPTION_TEST_STORE", "PERCEPTION_TEST_EXPORTS"):
         del os.environ[name]
 # Every tier but tests/gpu/ runs on the CPU, on any host (and the servers it starts inherit this): parity with
 # the libraries' CPU fp32 paths holds everywhere. tests/gpu/ puts its engines on cuda:0 itself.
@@ -75,7 +78,7 @@ def b64(path_or_bytes) -> str:
 @pytest.fixture(scope="session")
 def placeholder_store() -> dict:
     """Every default model, and raft-small (velocity by name), as placeholders in the test store (imported
-    once; reused when present)."""
+    once; reused when present, with its ONNX export added where it lacks one)."""
     from models import store
     from scripts.import_models import import_one
     from tasks.registry import DEFAULT_MODELS
@@ -86,7 +89,7 @@ def placeholder_store() -> dict:
             from scripts.importers import sam3
 
             sam3.import_placeholder("sam3", variant="reduced")
-        import_one(name, "random-init", force=False)
+        import_one(name, "random-init", force=False, export=EXPORTS)
     return store.installed()
 
 

@@ -56,6 +56,7 @@ class Family:
     apis: tuple[Api, ...]  # its model APIs (``describe`` is every runner's too)
     importer: str  # the module under scripts/importers/ that imports its weights
     local_file: str  # how ``--file`` recognises its weights: a part of the file's name, "<dir>" (a folder) or "*" (else)
+    background: bool = False  # long work (whole videos): on a CPU host its threads run at a lower priority
     timeout_s: int = 300  # BentoML traffic timeout of one call
     max_concurrency: int = 256
     resources: Resources = Resources()
@@ -91,9 +92,11 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
            importer="sam2", local_file="sam2", timeout_s=600, max_concurrency=64),
     Family("depth", kinds=("depth",), runner="runners.depth:DepthRunner",
            apis=(Api("estimate", DepthItem, max_batch=16),), importer="depth", local_file="<dir>"),
-    # A velocity request sends many flow calls at once, so its queue may be longer than the others'.
+    # A velocity request sends many flow calls at once, so its queue may be longer than the others'; only velocity
+    # uses flow, so on a CPU it yields the cores to the interactive image tasks.
     Family("flow", kinds=("flow",), runner="runners.flow:FlowRunner",
-           apis=(Api("flow", FlowItem, max_batch=8, latency_factor=2),), importer="flow", local_file="raft"),
+           apis=(Api("flow", FlowItem, max_batch=8, latency_factor=2),), importer="flow", local_file="raft",
+           background=True),
 )}
 
 KIND_FAMILY: dict[str, str] = {kind: family.name for family in FAMILIES.values() for kind in family.kinds}

@@ -230,6 +230,11 @@ class VelocityOptions(Options):
     raft_iters: Annotated[int, _number(1, 32, integer=True)] = Field(
         12, description="RAFT refinement iterations per pair (fewer: faster, coarser flow)"
     )
+    flow_quality: Literal["auto", "full"] = Field(
+        "auto", description="'auto': on a CPU flow runner, flow at a CPU size (long side at most 320) with at most 6 "
+        "RAFT iterations; on a GPU, the full path. 'full': flow at the working size with raft_iters, wherever it runs "
+        "(metrics.flow_size, flow_quality and raft_iters say what ran)"
+    )
 
 
 class InferRequest(BaseModel):

@@ -67,7 +67,9 @@ class VelocityRun:
     tracker: str
     detector: str
     flow_model: str
-    raft_iters: int
+    raft_iters: int  # the refinements RAFT ran per pair
+    flow_wh: tuple[int, int]  # the size the flow ran at
+    flow_quality: str  # "full", or "cpu" (a CPU size and fewer iterations: options.flow_quality "auto" on a CPU)
     video_fps: float  # the clip's own rate, at which the annotated video plays (``fps`` differs when overridden)
     stream: dict = field(default_factory=lambda: {"stream_cut": False})  # media.video.Video.stream_report()
 
@@ -117,6 +119,8 @@ class VelocityResult:
             "tracker": run.tracker,
             "detector": run.detector,
             "flow_model": run.flow_model,
+            "flow_size": f"{run.flow_wh[0]}x{run.flow_wh[1]}",
+            "flow_quality": run.flow_quality,
             "raft_iters": run.raft_iters,
             **run.stream,
         }

@@ -5,6 +5,13 @@ The store directory holds ``config.json``, the weights and ``preprocessor_config
 load it. V1 small (``LiheYoung/depth-anything-small-hf``) and V2 small
 (``depth-anything/Depth-Anything-V2-Small-hf``) share the architecture except for which DINOv2 layers feed
 the DPT neck: V1 the last four (9-12), V2 every third (3, 6, 9, 12), as in the hub configs.
+
+Every import also stores the network's ONNX export beside it (``model.onnx`` and ``export.json``;
+``export_onnx``): ``pixel_values`` (batch, 3, height, width) → ``predicted_depth`` (batch, height, width), fp32,
+opset 18, by torch's TorchScript-based exporter; preprocessing and the resize back stay outside, as on torch. The
+head's upsampling size is written ``int(patch_height * patch_size)`` in transformers, which tracing turns into
+the constant of the example input (every export would answer at that one size); the export traces the same
+head without the ``int``, so height and width stay dynamic.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from pathlib import Path
 
 from models import store
 from models.catalog import BY_STORE_NAME, WEIGHTS_PRETRAINED, WEIGHTS_RANDOM
+from runners.exported import ONNX_FILE
+from scripts.importers.onnx_export import OPSET, resave_with_export, write_record
 
 SEED = 0
 
@@ -112,15 +121,87 @@ def build_placeholder(store_name: str):
     return model
 
 
-def _write(model, processor):
+EXPORT_SHAPE = (1, 3, 14 * 26, 14 * 37)  # the example input traced: any shape works, its sizes are not kept
+
+
+def export_onnx(directory: Path, model=None) -> dict:
+    """The ONNX export of the model in ``directory`` (or of ``model``, fp32, eval) into ``directory/model.onnx``
+    (module doc), and its ``export.json``; returns the record."""
+    import torch
+    from transformers import DepthAnythingForDepthEstimation
+
+    if model is None:
+        model = DepthAnythingForDepthEstimation.from_pretrained(str(directory))
+    model = model.float().eval()
+    axes = {"pixel_values": {0: "batch", 2: "height", 3: "width"}, "predicted_depth": {0: "batch", 1: "height", 2: "width"}}
+    head = model.head
+    head.forward = _traceable_head(head)  # on this instance only, removed below
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (torch.zeros(EXPORT_SHAPE),), str(directory / ONNX_FILE), input_names=["pixel_values"],
+                              output_names=["predicted_depth"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    finally:
+        del head.forward
+    return write_record(directory, exporter=f"torch {torch.__version__} torch.onnx.export (TorchScript-based, dynamo=False)",
+                        task="depth", example_input=list(EXPORT_SHAPE), checked=check_export(directory, model),
+                        outside_the_graph="DPTImageProcessor before, the bicubic resize to the input's size after")
+
+
+CHECK_SHAPE = (2, 3, 14 * 8, 14 * 11)  # another batch, height and width than the example's: they must stay dynamic
+
+
+def check_export(directory: Path, model) -> dict:
+    """The export against ``model`` on a fixed noise batch of another shape than the example's: the same output
+    shape and a median relative error <= 1 %, or ``RuntimeError`` (nothing is stored). Returns the figures."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    pixels = torch.randn(CHECK_SHAPE, generator=torch.Generator().manual_seed(SEED))
+    with torch.no_grad():
+        expected = model(pixel_values=pixels).predicted_depth.numpy()
+    session = onnxruntime.InferenceSession(str(directory / ONNX_FILE), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(["predicted_depth"], {"pixel_values": pixels.numpy()})
+    if actual.shape != expected.shape:
+        raise RuntimeError(f"the ONNX export answers {actual.shape} for {expected.shape}: its sizes are not dynamic")
+    floor = 1e-3 * float(np.abs(expected).max())
+    errors = np.abs(actual - expected) / np.maximum(np.abs(expected), floor)
+    median, p99 = float(np.median(errors)), float(np.percentile(errors, 99))
+    if not median <= 0.01:
+        raise RuntimeError(f"the ONNX export disagrees with torch: median relative error {median:.4f}")
+    return {"input": list(CHECK_SHAPE), "median_relative_error": median, "p99_relative_error": p99}
+
+
+def _traceable_head(head):
+    """``DepthAnythingDepthEstimationHead.forward`` with the upsampling size kept as traced values (no ``int``)."""
+    import torch
+
+    def forward(hidden_states, patch_height, patch_width):
+        depth = head.conv1(hidden_states[head.head_in_index])
+        size = (patch_height * head.patch_size, patch_width * head.patch_size)
+        depth = torch.nn.functional.interpolate(depth, size, mode="bilinear", align_corners=True)
+        depth = head.conv3(head.activation1(head.conv2(depth)))
+        return (head.activation2(depth) * head.max_depth).squeeze(dim=1)
+
+    return forward
+
+
+def add_export(store_name: str) -> str:
+    """Store a new version of an installed depth model with its ONNX export added; returns the tag."""
+    return resave_with_export(store.get(store_name), export_onnx)
+
+
+def _write(model, processor, export: bool = True):
     def write(directory: Path) -> None:
         model.save_pretrained(directory)
         processor.save_pretrained(directory)
+        if export:
+            export_onnx(directory, model)
 
     return write
 
 
-def _save(store_name: str, model, processor, *, weights: str, source: str) -> str:
+def _save(store_name: str, model, processor, *, weights: str, source: str, export: bool = True) -> str:
     _, variant = _variant(store_name)
     return store.save(
         store_name,
@@ -128,7 +209,7 @@ def _save(store_name: str, model, processor, *, weights: str, source: str) -> st
         weights=weights,
         source=source,
         variant=variant,
-        write=_write(model, processor),
+        write=_write(model, processor, export),
         metadata={
             "architecture": type(model).__name__,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -137,15 +218,17 @@ def _save(store_name: str, model, processor, *, weights: str, source: str) -> st
     )
 
 
-def import_placeholder(store_name: str, **_opts) -> str:
-    """Random-init weights of the real architecture (seeded), saved with the real preprocessing."""
+def import_placeholder(store_name: str, *, export: bool = True, **_opts) -> str:
+    """Random-init weights of the real architecture (seeded), saved with the real preprocessing (and the export)."""
     model = build_placeholder(store_name)
-    return _save(store_name, model, build_processor(), weights=WEIGHTS_RANDOM, source="random-init (seed 0)")
+    return _save(store_name, model, build_processor(), weights=WEIGHTS_RANDOM, source="random-init (seed 0)",
+                 export=export)
 
 
-def import_pretrained(store_name: str, local_path: str | None = None) -> str:
+def import_pretrained(store_name: str, local_path: str | None = None, *, export: bool = True) -> str:
     """Real weights: from ``local_path`` (a ``save_pretrained`` / hub snapshot directory) if given, else
-    from the Hugging Face repo named in the catalog. Everything is loaded before the store is touched."""
+    from the Hugging Face repo named in the catalog. Everything is loaded before the store is touched; the
+    ONNX export is stored with them unless ``export`` is false."""
     from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
     _variant(store_name)
@@ -166,4 +249,4 @@ def import_pretrained(store_name: str, local_path: str | None = None) -> str:
     except (OSError, ValueError):
         processor = build_processor()  # a bare weights directory: the hub's preprocessing is known
     source = f"file:{local_path}" if local_path else f"hf:{repo_id}"
-    return _save(store_name, model, processor, weights=WEIGHTS_PRETRAINED, source=source)
+    return _save(store_name, model, processor, weights=WEIGHTS_PRETRAINED, source=source, export=export)

@@ -26,6 +26,13 @@ ultralytics version (8.4.190) uses by default, and the one-to-one branch (``one2
 ``predict(..., nms=False)`` selects. Builds run on one CPU thread, the checkpoint carries no date and its
 strings are interned, so the same seed gives a byte-identical file (about 6 s per model on a laptop CPU).
 
+Every import also stores ultralytics' ONNX export of the checkpoint beside it (``model.onnx``, with
+``export.json``; ``export_onnx``): dynamic batch, height and width, fp32, opset 18, slimmed by onnxslim, the
+one-to-many head with NMS left to ``predict`` as on torch. The CPU runner serves it on ONNX Runtime. Dynamic
+height and width matter: a fixed 640x640 export makes ``predict`` pad every photo to a square, a different
+input from torch's minimal-rectangle letterbox, and on these placeholders a different set of boxes (messi5.jpg at
+640: 49 boxes instead of 31, and torch given the same square input gives the same 49).
+
 Counts still depend on the photo and the seed. With seed 0, at conf 0.25: yolo26n and yolo26n-seg give 31 on
 messi5.jpg and 21 on basketball1.png, yolo26n-pose 17 and 6; some other seeds give none on the dull grey
 basketball1.png. Tests should use seed 0.
@@ -42,6 +49,8 @@ from pathlib import Path
 
 from models import store
 from models.catalog import BY_STORE_NAME, WEIGHTS_PRETRAINED, WEIGHTS_RANDOM, store_name_for
+from runners.exported import ONNX_FILE
+from scripts.importers.onnx_export import OPSET, resave_with_export, write_record
 
 KINDS: tuple[str, ...] = ("detect", "segment", "pose")  # the ultralytics tasks we serve; task name == kind
 CHECKPOINT = "model.pt"
@@ -61,8 +70,9 @@ KPT_OFFSET_STD = 0.5  # decoded as (2·y + anchor - 0.5)·stride: ±1 std is ±1
 KPT_VISIBLE_MEAN, KPT_VISIBLE_STD = 1.5, 1.0  # visibility logit: mostly visible, not all
 
 
-def import_placeholder(store_name: str, *, config: str | None = None, seed: int = 0) -> str:
-    """Build a random-init YOLO of the real architecture, shape it (module doc), store it; returns the tag.
+def import_placeholder(store_name: str, *, config: str | None = None, seed: int = 0, export: bool = True) -> str:
+    """Build a random-init YOLO of the real architecture, shape it (module doc), store it with its ONNX export
+    (unless ``export`` is false); returns the tag.
 
     ``config`` is an ultralytics model yaml (default: the catalog's ``extra["config"]``, else
     ``<store_name>.yaml``). The same ``seed`` gives a byte-identical ``model.pt``.
@@ -77,7 +87,7 @@ def import_placeholder(store_name: str, *, config: str | None = None, seed: int 
         kind=model.task,
         weights=WEIGHTS_RANDOM,
         source=spec.source if spec else f"ultralytics:{store_name}.pt",
-        write=lambda d: (d / CHECKPOINT).write_bytes(payload),
+        write=_with_export(lambda d: (d / CHECKPOINT).write_bytes(payload), export),
         metadata={"config": config, "seed": seed, "task": model.task, "classes": len(model.names)},
     )
 
@@ -92,7 +102,7 @@ def _placeholder_note(config: str, seed: int) -> str:
 
 
 def import_pretrained(
-    store_name: str | None, local_path: str | None = None, *, weights: str = WEIGHTS_PRETRAINED
+    store_name: str | None, local_path: str | None = None, *, weights: str = WEIGHTS_PRETRAINED, export: bool = True
 ) -> str:
     """Store a real ultralytics YOLO checkpoint (detect, segment or pose); returns the tag.
 
@@ -100,21 +110,77 @@ def import_pretrained(
     store name its file name maps to (``yolo11s.pt`` → ``yolo11s``). Without it, ultralytics downloads the
     asset (the catalog's source, else ``<store_name>.pt``) into a temporary directory; offline that fails at
     once with a ``RuntimeError`` saying how to import the file by hand. Nothing is stored unless the
-    checkpoint loads and its task fits (``ValueError`` otherwise).
+    checkpoint loads and its task fits (``ValueError`` otherwise). The ONNX export is stored with it unless
+    ``export`` is false.
     """
     if local_path is not None:
         path = Path(local_path)
         if not path.is_file():
             raise FileNotFoundError(f"no such checkpoint: {path}")
         name = store_name or store_name_for(path.name)
-        return _store_checkpoint(name, path, weights=weights, source=f"file:{path.name}")
+        return _store_checkpoint(name, path, weights=weights, source=f"file:{path.name}", export=export)
     if not store_name:
         raise ValueError("a store name is needed when no local file is given")
     spec = BY_STORE_NAME.get(store_name)
     asset = spec.source.split(":", 1)[1] if spec and spec.source.startswith("ultralytics:") else f"{store_name}.pt"
     with tempfile.TemporaryDirectory(prefix="yolo-download-") as tmp:
         path = _download_asset(asset, Path(tmp))
-        return _store_checkpoint(store_name, path, weights=weights, source=f"ultralytics:{asset}")
+        return _store_checkpoint(store_name, path, weights=weights, source=f"ultralytics:{asset}", export=export)
+
+
+def add_export(store_name: str) -> str:
+    """Store a new version of an installed YOLO model with its ONNX export added (a model imported before exports
+    were made at import); returns the tag."""
+    return resave_with_export(store.get(store_name), export_onnx)
+
+
+def export_onnx(directory: Path) -> dict:
+    """ultralytics' ONNX export of ``directory/model.pt`` into ``directory/model.onnx`` (module doc), and its
+    ``export.json``; returns the record."""
+    from ultralytics import YOLO
+    from ultralytics import __version__ as ultralytics_version
+
+    yolo = YOLO(str(directory / CHECKPOINT))
+    options = {"format": "onnx", "dynamic": True, "simplify": True, "opset": OPSET, "device": "cpu"}
+    written = Path(yolo.export(**options, verbose=False))
+    if written != directory / ONNX_FILE:
+        raise RuntimeError(f"ultralytics wrote its export to {written}, not beside the checkpoint")
+    import onnxslim
+
+    return write_record(
+        directory, exporter=f"ultralytics {ultralytics_version} YOLO.export", options=options, task=yolo.task,
+        head="one-to-many; NMS, masks and keypoints decoded by ultralytics' predict outside the graph",
+        letterbox="minimal rectangle (dynamic height and width), as on torch", onnxslim=onnxslim.__version__,
+        checked=check_export(directory, yolo.task))
+
+
+def check_export(directory: Path, task: str) -> dict:
+    """The export against the checkpoint on one photo (ultralytics' ``bus.jpg``, imgsz 640, conf 0.25): the same
+    count, boxes within 1 px, scores within 0.01, or ``RuntimeError`` (nothing is stored). Returns the figures."""
+    import numpy as np
+    from ultralytics import YOLO
+    from ultralytics.utils import ASSETS
+
+    results = [YOLO(str(directory / f), task=task).predict(str(ASSETS / "bus.jpg"), imgsz=IMGSZ, conf=CONF,
+                                                           device="cpu", verbose=False)[0].boxes.data.numpy()
+               for f in (CHECKPOINT, ONNX_FILE)]
+    torch_boxes, onnx_boxes = results
+    if len(torch_boxes) != len(onnx_boxes):
+        raise RuntimeError(f"the ONNX export finds {len(onnx_boxes)} boxes on bus.jpg, torch {len(torch_boxes)}")
+    box = float(np.abs(onnx_boxes[:, :4] - torch_boxes[:, :4]).max(initial=0))
+    score = float(np.abs(onnx_boxes[:, 4] - torch_boxes[:, 4]).max(initial=0))
+    if box > 1 or score > 0.01 or not np.array_equal(onnx_boxes[:, 5], torch_boxes[:, 5]):
+        raise RuntimeError(f"the ONNX export disagrees with torch on bus.jpg: boxes {box:.3f} px, scores {score:.4f}")
+    return {"image": "bus.jpg", "imgsz": IMGSZ, "boxes": len(torch_boxes), "max_box_px": box, "max_score": score}
+
+
+def _with_export(put, export: bool):
+    """A store ``write`` that puts the checkpoint in, then (``export``) its ONNX export beside it."""
+    def write(directory: Path) -> None:
+        put(directory)
+        if export:
+            export_onnx(directory)
+    return write
 
 
 def build_placeholder(config: str, *, seed: int = 0):
@@ -428,7 +494,7 @@ def _check_kind(store_name: str, kind: str) -> None:
         raise ValueError(f"{store_name} must be a {spec.kind} model, this checkpoint is {kind}")
 
 
-def _store_checkpoint(store_name: str, path: Path, *, weights: str, source: str) -> str:
+def _store_checkpoint(store_name: str, path: Path, *, weights: str, source: str, export: bool = True) -> str:
     """Load ``path`` once with ultralytics (to learn and check its task), then copy it into the store."""
     from ultralytics import YOLO
 
@@ -443,7 +509,7 @@ def _store_checkpoint(store_name: str, path: Path, *, weights: str, source: str)
         kind=kind,
         weights=weights,
         source=source,
-        write=lambda d: shutil.copyfile(path, d / CHECKPOINT),
+        write=_with_export(lambda d: shutil.copyfile(path, d / CHECKPOINT), export),
         metadata={"task": kind, "classes": len(yolo.names), "file": path.name},
     )
 

@@ -212,4 +212,7 @@ def test_bentoml_service_wraps_the_engine(engine):
     assert NAME in runner.engine.models
     item = {"model": NAME, "image": cv2.imread(str(MEDIA / "messi5.jpg"))[:60]}  # cheap: 518 x 56
     served = asyncio.run(runner.estimate([item]))
-    np.testing.assert_array_equal(served[0]["depth"], engine.estimate([item])[0]["depth"])
+    # within 1e-4 of the map's range, not bit for bit: the runner ran in a worker thread (asyncio.to_thread),
+    # whose torch thread count need not be this thread's (DepthEngine.estimate does not pin it), and the
+    # runner's start set this process's CPU budget after `engine` was built
+    _close(served[0]["depth"], engine.estimate([item])[0]["depth"])

@@ -193,4 +193,8 @@ def test_bentoml_service_wraps_the_engine(engine):
     # raft-large: raft-small's store entry is replaced by a test above, after `engine` was built
     item = {"model": "raft-large", "frame0": frame0, "frame1": frame1, "iters": 1}
     served = asyncio.run(runner.flow([item]))
-    np.testing.assert_array_equal(served[0]["flow"], engine.flow([item])[0]["flow"])
+    # within 1e-4 of the largest flow, not bit for bit: the runner ran in a worker thread (asyncio.to_thread),
+    # whose torch thread count need not be this thread's (FlowEngine.flow does not pin it), and the runner's
+    # start set this process's CPU budget after `engine` was built
+    single = engine.flow([item])[0]["flow"]
+    np.testing.assert_allclose(served[0]["flow"], single, rtol=0, atol=1e-4 * np.abs(single).max())

@@ -54,15 +54,41 @@ def test_person_finds_instances_on_a_shared_photo(person_results, photos):
             assert_well_formed(instance, photos[name], 1, THRESHOLD)
 
 
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def test_two_concepts_are_tagged_and_independent(engine, photos, person_results):
-    """Each concept is its own batch item in SAM 3: adding "ball" leaves the "person" instances as they were."""
+    """Each concept is its own batch item in SAM 3: adding "ball" leaves the "person" instances as they were,
+    up to float noise. Not bit for bit: the concept batch is 2 instead of 1, so the decoder's matrix products
+    have another shape, and the CPU kernels split their sums differently; the last bit of a logit moves, which
+    can flip a mask pixel on the boundary (seen in CI: 287345 against 287344 px) or a score's 6th digit.
+    Stated tolerances (tests/approx.py): scores ±1e-3, boxes ±1 px, mask areas 0.5 % or 4 px."""
+    from tests.approx import assert_close
+
     name = max(person_results, key=lambda n: len(person_results[n]))
     (out,) = engine.segment_images([{"image": photos[name], "concepts": ["person", "ball"], "threshold": THRESHOLD}])
     for instance in out["instances"]:
         assert_well_formed(instance, photos[name], 2, THRESHOLD)
     persons = [i for i in out["instances"] if i["concept_index"] == 0]
-    assert [round(i["confidence"], 5) for i in persons] == [round(i["confidence"], 5) for i in person_results[name]]
-    assert [i["mask_area_px"] for i in persons] == [i["mask_area_px"] for i in person_results[name]]
+    alone = person_results[name]
+    assert alone and persons
+    # matched by box (order follows scores, which two near-equal scores could swap); an instance without a
+    # match is allowed only if its score sits within the noise of the threshold (it may cross it either way)
+    unmatched = list(persons)
+    for instance in alone:
+        best = max(unmatched, key=lambda i: box_iou(i["xyxy"], instance["xyxy"]), default=None)
+        if best is None or box_iou(best["xyxy"], instance["xyxy"]) < 0.9:
+            assert instance["confidence"] <= THRESHOLD + 1e-3, ("a person found alone is gone beside 'ball'", instance)
+            continue
+        unmatched.remove(best)
+        keys = ("confidence", "xyxy", "mask_area_px")
+        assert_close({k: best[k] for k in keys}, {k: instance[k] for k in keys}, f"{name} person")
+    assert all(i["confidence"] <= THRESHOLD + 1e-3 for i in unmatched), ("a new person beside 'ball'", unmatched)
     assert len(out["instances"]) >= len(persons)
 
 
@@ -104,6 +130,8 @@ def test_batch_of_mixed_items_keeps_order(engine, photos, person_results):
         {"image": messi, "concepts": ["person"], "threshold": 0.99},
         {"image": court, "concepts": ["person"], "threshold": THRESHOLD},
     ])
+    # exact count: each image runs alone through the predictor with the same concepts, in this process at
+    # this thread count, as in ``person_results``: the same computation, bit for bit
     assert [len(o["instances"]) for o in outs] == [0, len(person_results["basketball1.png"])]
 
 
@@ -116,7 +144,10 @@ def test_predictors_are_built_once_per_model_not_per_request(engine, photos):
     assert all(m.image_predictor is not None and m.video_predictor is not None for m in engine.models.values())
 
 
-def test_no_nan_anywhere_in_the_raw_outputs(engine, photos):
+def test_no_nan_anywhere_in_the_raw_outputs(engine, photos, person_results):
+    # ``person_results``: the predictor has run once. ultralytics sets ``predictor.imgsz`` and the model's own
+    # size (its rotary position tables) on a predictor's first call; without it this test failed when it ran
+    # first in its module (seen with a shuffled test order)
     predictor = engine.models["sam3"].image_predictor
     model = predictor.model
     image = cv2.resize(photos["basketball1.png"], (predictor.imgsz[1], predictor.imgsz[0]))

@@ -85,12 +85,16 @@ def test_temporary_video_is_removed_and_no_predictor_is_built(tracked):
 
 
 def test_a_second_video_starts_from_a_clean_state(tracked, frames):
-    """The predictor is reused: the same clip again gives the same ids and scores (no state leaks)."""
+    """The predictor is reused: the same clip again gives the same ids and scores (no state leaks). Ids exact;
+    scores within ±1e-3 (tests/approx.py): a one-frame video is not promised to run frame 0 through the same
+    kernels as the six-frame one (rounding to 4 digits was no tolerance: a score on a rounding edge flips)."""
+    from tests.approx import assert_close
+
     again = tracked["engine"].segment_video(frames[:1], ["person"], 0.25, MAX_OBJECTS)
     for before, after in zip(tracked["result"]["frames"][:1], again["frames"][:1], strict=True):
-        assert [(i["object_id"], round(i["confidence"], 4)) for i in before["instances"]] == [
-            (i["object_id"], round(i["confidence"], 4)) for i in after["instances"]
-        ]
+        assert [i["object_id"] for i in before["instances"]] == [i["object_id"] for i in after["instances"]]
+        assert_close([i["confidence"] for i in after["instances"]], [i["confidence"] for i in before["instances"]],
+                     "frame 0 scores", "confidence")
 
 
 @pytest.mark.parametrize("size_hw", [(51, 77), (576, 768)])

@@ -69,3 +69,9 @@ def test_png16_and_colormap_extras(client):
 def test_video_is_refused(client):
     response = infer(client, b64(media("people-walking.mp4")))
     assert response.status_code == 400 and "image" in response.json()["error"]
+
+
+def test_health_shows_the_exported_cpu_engine_for_depth_and_torch_for_the_others(client):
+    models = client.get("/health").json()["models"]
+    assert (models["depth-estimation"]["device"], models["depth-estimation"]["engine"]) == ("cpu", "onnxruntime")
+    assert models["sam2-segmentation"]["engine"] == "torch"  # a family without an exported engine

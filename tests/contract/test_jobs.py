@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from edge.app import create_app
 from runners.flow import FlowClient
 from settings import Settings
+from tests.approx import assert_close
 from tests.conftest import b64, media, wrapped
 from tests.contract.test_errors import assert_error
 from tests.contract.test_server_timing import stages
@@ -95,6 +96,8 @@ def test_job_result_is_what_infer_answers(gateway, new_store):
         assert wait_for(http, job["id"])["status"] == "succeeded"
         direct = http.post("/infer", json={**DETECT, "payloadBase64": b64(photo)})
         result = http.get(job["urls"]["result"])
+        # byte for byte: the job and the direct call each run the photo alone through the YOLO engine in this
+        # process, at the thread count keep_torch_threads pins: the same computation
         assert result.status_code == 200 and result.content == direct.content
         wrong = http.post("/jobs", content=video, params={"task": "object-detection"},
                           headers={"content-type": "video/mp4"}).json()
@@ -168,7 +171,10 @@ def test_velocity_progress_rises_to_its_totals_and_streams_as_events(gateway, ne
             "detect": (6, 6), "flow": (5, 5), "track": (6, 6), "encode": (6, 6)}
         result = http.get(f"/jobs/{job['id']}/result")
         direct = http.post("/infer", json={**VELOCITY, "payloadBase64": b64(video)})
-        assert result.status_code == 200 and result.content == direct.content
+        # within tests/approx.py's tolerances, not byte for byte: RAFT runs in a runner worker thread whose
+        # torch thread count the flow engine does not pin, so the last bit of the flow may differ per call
+        assert result.status_code == 200 and direct.status_code == 200, direct.text[:300]
+        assert_close(result.json(), direct.json(), "job result")
 
 
 def test_sam3_video_job_reports_its_frames_segment_and_encode(gateway, tmp_path):

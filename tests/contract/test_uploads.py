@@ -1,5 +1,11 @@
 """``POST /infer`` with the file itself: multipart (a ``file`` part) and a raw body (fields as query parameters)
-give the same answers, errors and limits as JSON with ``payloadBase64``, and leave nothing behind."""
+give the same answers, errors and limits as JSON with ``payloadBase64``, and leave nothing behind.
+
+Photo answers are compared byte for byte: the same decoded pixels run alone through the same YOLO engine, in
+this process, at the thread count ``keep_torch_threads`` pins: the same computation, bit for bit. Velocity
+answers are compared within tests/approx.py's tolerances: RAFT runs in a runner worker thread whose torch thread
+count the flow engine does not pin, so the last bit of its flow may differ between two calls.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from settings import Settings
+from tests.approx import assert_close
 from tests.conftest import b64, in_process_client, media, temp_entries
 from tests.contract.test_errors import assert_error
 
@@ -63,7 +70,8 @@ def test_video_three_forms_answer_byte_for_byte_the_same(client):
     answer = by_json.json()
     assert answer["content_type"] == "video/mp4" and answer["metrics"]["frames_processed"] == 3
     assert by_multipart.status_code == by_raw.status_code == 200, (by_multipart.text, by_raw.text)
-    assert by_multipart.content == by_json.content and by_raw.content == by_json.content
+    assert_close(by_multipart.json(), answer, "multipart")
+    assert_close(by_raw.json(), answer, "raw")
 
 
 def test_raw_body_without_fields_uses_the_tasks_defaults(client):
@@ -243,7 +251,7 @@ def test_a_48_mb_video_refused_as_base64_is_accepted_as_multipart(client):
     accepted = client.post("/infer", data=as_form(VELOCITY), files={"file": ("big.mp4", big, "video/mp4")})
     assert accepted.status_code == 200, accepted.text
     small = client.post("/infer", data=as_form(VELOCITY), files={"file": ("clip.mp4", clip, "video/mp4")})
-    assert accepted.content == small.content  # the same frames, the same answer
+    assert_close(accepted.json(), small.json())  # the same frames, the same answer (velocity: within noise)
 
 
 def test_a_client_that_hangs_up_mid_upload_leaves_nothing_open(gateway):

@@ -15,6 +15,7 @@ import pytest
 
 from media.video import decode_video
 from settings import Settings
+from tests.approx import assert_close
 from tests.conftest import MEDIA, b64, media
 from tests.contract.test_errors import assert_error
 from tests.mp4 import probe_mp4
@@ -91,7 +92,9 @@ def test_identical_requests_give_identical_answers(client, tracker):
     infer(client, other, threshold=0.25, tracker=tracker)  # a request in between leaves nothing behind
     second = infer(client, walking, threshold=0.25, tracker=tracker).json()
     assert first["metrics"]["tracks"] > 0 and first["metrics"]["tracker"] == tracker
-    assert without_video(first) == without_video(second)
+    # within tests/approx.py's tolerances, not bit for bit: RAFT runs in a runner worker thread whose torch
+    # thread count the flow engine does not pin. Track ids, counts and class names stay exact (a leak shows).
+    assert_close(without_video(second), without_video(first))
     assert min(s["track_id"] for s in first["velocity"]["summary"]) == 1  # ids start afresh per request
 
 
@@ -176,3 +179,26 @@ def test_later_client_options_through_the_gateway(client):
 def test_health_says_velocity_takes_both_kinds(client):
     entry = client.get("/health").json()["models"]["velocity-estimation"]
     assert (entry["model"], entry["kind"], entry["kinds"]) == ("raft-large", "flow", ["flow", "detect"])
+
+
+def test_todays_client_request_runs_the_cpu_flow_plan_on_a_cpu(client):
+    """The later web client sends only ``{threshold}`` with ``model: yolo26n.pt``: on this CPU the flow runs at the
+    CPU size with at most 6 refinements (instead of RAFT large at 640x480 with 12), and the answer says so."""
+    import time
+
+    clip = _make_clip(5, width=768, height=576, fps=10)
+    body = {"task": "velocity-estimation", "model": "yolo26n.pt", "payloadBase64": b64(clip),
+            "options": {"threshold": 0.5}}
+    started = time.monotonic()
+    response = client.post("/infer", json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    metrics = response.json()["metrics"]
+    assert (metrics["working_width"], metrics["working_height"]) == (640, 480)
+    assert metrics["flow_size"] == "320x240" and metrics["flow_quality"] == "cpu" and metrics["raft_iters"] == 6
+    assert metrics["detector"] == "yolo26n" and metrics["flow_model"] == "raft-large"
+    check_contract(response.json(), frames=5, pairs=4, fps=10.0)
+    full = client.post("/infer", json={**body, "options": {"threshold": 0.5, "max_frames": 2, "imgsz": 256,
+                                                          "flow_quality": "full", "raft_iters": 2}}).json()["metrics"]
+    assert full["flow_size"] == "256x192" and full["flow_quality"] == "full" and full["raft_iters"] == 2
+    print(f"5 frames of 768x576, today's client's request: {elapsed:.1f} s")

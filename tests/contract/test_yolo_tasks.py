@@ -142,4 +142,12 @@ def _without_exif(image: Image.Image) -> bytes:
 
 def test_same_request_twice_gives_the_same_answer(client):
     payload = b64(media("messi5.jpg"))
+    # exact: two single-item calls in this process at the thread count keep_torch_threads pins, the same
+    # computation bit for bit (answers of other batches or processes: tests/approx.py)
     assert infer(client, "image-segmentation", payload).json() == infer(client, "image-segmentation", payload).json()
+
+
+def test_health_shows_the_exported_cpu_engine_of_each_yolo_task(client):
+    models = client.get("/health").json()["models"]
+    for task in ("object-detection", "image-segmentation", "pose-estimation"):
+        assert (models[task]["device"], models[task]["engine"]) == ("cpu", "onnxruntime"), task

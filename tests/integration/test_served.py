@@ -10,10 +10,10 @@ import re
 import subprocess
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
+from tests.approx import assert_close
 from tests.conftest import b64, media
 from tests.integration.conftest import ROOT, readme_command
 from tests.mp4 import probe_mp4
@@ -61,19 +61,28 @@ def test_openapi_document_is_ours_on_the_real_server(http):
 
 def test_served_answer_equals_in_process_answer(http, client):
     """The same request through the processes (pickled batches) and in process gives the same detections."""
-    body = client_request("object-detection", media("basketball1.png"), "yolo26n.pt")
+    # threshold 0.3: the placeholder's scores on this photo stay 0.004 away from it (at 0.25, one sits 0.0002
+    # away); the two processes may run at other torch thread counts, so numbers within tests/approx.py's
+    # tolerances (scores ±1e-3, boxes ±1 px), the detections themselves the same
+    body = client_request("object-detection", media("basketball1.png"), "yolo26n.pt", threshold=0.3)
     served, local = http.post("/infer", json=body).json(), client.post("/infer", json=body).json()
-    assert len(served) == len(local)
-    assert np.allclose([d["bbox"] for d in served], [d["bbox"] for d in local], atol=0.01)
+    assert local, "no detections at threshold 0.3: nothing compared"
+    assert_close(served, local, "served")
 
 
 def test_concurrent_requests_batch_and_all_succeed(http):
-    bodies = [client_request("object-detection", media(p), None) for p in ("messi5.jpg", "basketball1.png") * 6]
+    # threshold 0.3: the placeholder's scores on messi5 stay 0.01 away from it (at 0.25, one sits 0.0006 away)
+    bodies = [client_request("object-detection", media(p), None, threshold=0.3)
+              for p in ("messi5.jpg", "basketball1.png") * 6]
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         responses = list(pool.map(lambda b: http.post("/infer", json=b), bodies))
     assert [r.status_code for r in responses] == [200] * 12
     first = responses[0].json()
-    assert all(r.json() == first for r in responses[::2])  # same photo, same answer whatever the batch
+    # same photo, same answer whatever the batch, within tests/approx.py's tolerances (scores ±1e-3, boxes
+    # ±1 px): not bit for bit, a batch of six runs the network on another shape than a batch of one, and the
+    # CPU kernels may split their sums differently
+    for i, response in enumerate(responses[::2]):
+        assert_close(response.json(), first, f"messi5.jpg answer {2 * i}")
 
 
 @pytest.mark.parametrize("body, status", [

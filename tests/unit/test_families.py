@@ -34,6 +34,8 @@ def test_each_runner_is_served_and_sized_as_its_entry_says(name):
             assert method.max_batch_size == api.max_batch
             assert callable(getattr(inner.engine_class, api.name))  # the engine method the API runs
     assert "describe" in service.apis
+    for name, method in service.apis.items():  # a remote caller reaches an API by its function's name
+        assert method.name == name and method.route == f"/{name}", name
 
 
 def test_every_model_kind_has_one_family_and_each_family_a_client_method_per_api():

@@ -76,6 +76,33 @@ def test_installed_models_are_kept_unless_a_real_one_replaces_a_placeholder(fake
     assert "placeholder" in import_models.import_one("yolo26n", "random-init", force=True)
 
 
+class FakeExporter(FakeImporter):
+    """An importer whose models carry an ONNX export (yolo, depth)."""
+
+    def import_placeholder(self, name, export=True):
+        self.calls.append(f"placeholder:{name}:export={export}")
+        return f"{name}:fake"
+
+    def add_export(self, name):
+        self.calls.append(f"add_export:{name}")
+        return f"{name}:v2"
+
+
+def test_an_installed_model_without_its_export_gets_one_unless_no_export(monkeypatch, tmp_path):
+    importer = FakeExporter(online=False)
+    monkeypatch.setattr(import_models, "importer", importer.of)
+    stored = InstalledModel("yolo26n", "yolo26n:v1", "detect", "yolo", "random-init", "", "", tmp_path)
+    monkeypatch.setattr(import_models.store, "installed", lambda: {"yolo26n": stored})
+    assert "ONNX export added → yolo26n:v2" in import_models.import_one("yolo26n", "random-init", force=False)
+    assert "already installed" in import_models.import_one("yolo26n", "random-init", force=False, export=False)
+    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "export.json").write_text("{}")
+    assert "already installed" in import_models.import_one("yolo26n", "random-init", force=False)
+    assert importer.calls == ["add_export:yolo26n"]
+    import_models.import_one("yolo26n", "random-init", force=True, export=False)
+    assert importer.calls[-1] == "placeholder:yolo26n:export=False"
+
+
 def test_local_files_go_to_the_right_family(fake, tmp_path, capsys):
     importer = fake(online=False)
     for name in ("sam3.pt", "yolo11s.pt"):

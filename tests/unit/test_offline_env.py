@@ -1,6 +1,6 @@
 """Serving never downloads: ``settings.OFFLINE_ENV`` is the one list of the variables that keep ultralytics and
 Hugging Face offline. Python applies it (``stay_offline``); the Makefile's serve targets and bentofile.yaml's
-docker env write it out, and must say the same."""
+``envs`` write it out, and must say the same."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def test_the_makefile_serves_with_the_same_offline_env():
 
 
 def test_the_bento_image_has_the_same_offline_env():
-    env = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["docker"]["env"]
+    config = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    env = {e["name"]: e["value"] for e in config["envs"]}  # `envs`: what BentoML writes into the Dockerfile
     assert {name: env.get(name) for name in OFFLINE_ENV} == OFFLINE_ENV
+    assert "env" not in config["docker"], "BentoML ignores docker.env for these Bentos: use envs"
 
 
 def test_the_checks_see_a_different_list():

@@ -91,11 +91,11 @@ def test_runner_cpu_budgets(monkeypatch):
 
     monkeypatch.setattr(common.os, "cpu_count", lambda: 8)
     for env, family, device, threads in [
-        ({}, "flow", "cpu", 4),  # half the cores on a CPU host: one long request leaves the rest to the others
-        ({}, "flow", "cuda:0", 8),  # every core where the GPU does the work
+        ({}, "flow", "cpu", 8),  # every core: a runner alone uses the machine; sharing is by priority
+        ({}, "yolo", "cuda:0", 8),
         ({"PERCEPTION_TORCH_THREADS": "3"}, "yolo", "cpu", 3),
         ({"PERCEPTION_RUNNER_THREADS": "yolo=1,flow=2", "PERCEPTION_TORCH_THREADS": "3"}, "flow", "cpu", 2),
-        ({"PERCEPTION_RUNNER_THREADS": "yolo=1"}, "depth", "cpu", 4),
+        ({"PERCEPTION_RUNNER_THREADS": "yolo=1"}, "depth", "cpu", 8),
     ]:
         settings = from_env(monkeypatch, env)
         monkeypatch.setattr(common, "get_settings", lambda settings=settings: settings)

@@ -164,13 +164,16 @@ class FakeYolo:
 class FakeFlow:
     """A fixed flow field (working pixels) for every pair; records the calls."""
 
-    def __init__(self, field):
-        self.field = field
+    def __init__(self, field, device="cpu"):
+        self.field, self.device = field, device
         self.calls: list[list[dict]] = []
 
     async def flow(self, items):
         self.calls.append(items)
         return [{"flow": self.field.copy()} for _ in items]
+
+    async def describe(self):
+        return {name: {"tag": f"{name}:test", "device": self.device} for name in ("raft-large", "raft-small")}
 
 
 def model(name, kind, family):
@@ -365,3 +368,42 @@ def test_bad_later_client_options_are_400(options):
 
 def test_fps_is_clamped_and_defaults_to_the_clip():
     assert VelocityOptions().fps is None and VelocityOptions(fps=0).fps == 0.1 and VelocityOptions(fps=1e9).fps == 1000
+
+
+# ---------------------------------------------------------------- the flow plan: CPU size and iterations
+
+
+@pytest.mark.parametrize(("device", "quality", "expected"), [
+    ("cpu", "auto", ((320, 240), 6, "cpu")),  # a CPU runner: the CPU size, at most 6 refinements
+    ("cuda:0", "auto", ((640, 480), 12, "full")),  # a GPU runner: the full path
+    ("cpu", "full", ((640, 480), 12, "full")),  # asked for explicitly
+])
+def test_flow_plan(device, quality, expected):
+    plan = velocity.flow_plan((640, 480), VelocityOptions(flow_quality=quality), device)
+    assert (plan.size_wh, plan.iters, plan.quality) == expected
+    small = velocity.flow_plan((256, 192), VelocityOptions(raft_iters=3), device)  # never above the working size
+    assert (small.size_wh, small.iters) == ((256, 192), 3)
+
+
+@pytest.mark.parametrize(("device", "flow_wh", "quality", "iters"), [("cpu", (320, 240), "cpu", 6),
+                                                                     ("cuda:0", (640, 480), "full", 12)])
+def test_task_runs_flow_at_the_plans_size_and_measures_in_original_pixels(device, flow_wh, quality, iters):
+    clip = _make_clip(3, width=640, height=480, fps=10)
+    per_flow_px = 640 / flow_wh[0]  # original pixels per flow pixel
+    yolo, flow = FakeYolo([100.0, 100.0, 300.0, 400.0]), FakeFlow(constant_field(flow_wh, 3.0, 0.0), device=device)
+    body = run_task(clip, Runners(yolo, flow), max_frames=3)  # today's client: defaults (imgsz 640, raft_iters 12)
+    assert {item["frame0"].shape for call in flow.calls for item in call} == {(flow_wh[1], flow_wh[0], 3)}
+    assert {item["iters"] for call in flow.calls for item in call} == {iters}
+    metrics = body["metrics"]
+    assert metrics["flow_size"] == f"{flow_wh[0]}x{flow_wh[1]}" and metrics["flow_quality"] == quality
+    assert metrics["raft_iters"] == iters and (metrics["working_width"], metrics["working_height"]) == (640, 480)
+    (track,) = body["velocity"]["data"][0]["tracks"]
+    assert track["median_flow_px_per_frame"] == pytest.approx(3.0 * per_flow_px, abs=1e-4)
+
+
+def test_the_working_size_is_never_above_the_clips_own():
+    clip = _make_clip(3, width=384, height=288, fps=10)  # the playground's sample size, asked at imgsz 640
+    yolo, flow = FakeYolo([10.0, 10.0, 100.0, 100.0]), FakeFlow(constant_field((320, 240), 1.0, 0.0))
+    metrics = run_task(clip, Runners(yolo, flow), max_frames=3)["metrics"]
+    assert (metrics["working_width"], metrics["working_height"]) == (384, 288)
+    assert all(item["image"].shape == (288, 384, 3) for call in yolo.calls for item in call)
