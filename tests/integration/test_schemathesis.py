@@ -1,6 +1,8 @@
-"""schemathesis (an independent OpenAPI fuzzer) against the served app: every check, a fixed seed, bounded examples,
-and a stateful phase that follows the submit's OpenAPI links to the job routes with real ids. Zero failures; the
-exceptions kept are in ``schemathesis.toml`` beside this file, each with its reason."""
+"""schemathesis (an independent OpenAPI fuzzer) against the served app, and the headers every answer of it wears.
+
+The fuzzer runs every check, with a fixed seed and bounded examples, and a stateful phase that follows the submit's
+OpenAPI links to the job routes with real ids. Zero failures; the exceptions kept are in ``schemathesis.toml``
+beside this file, each with its reason."""
 
 from __future__ import annotations
 
@@ -28,3 +30,13 @@ def test_the_fuzzer_finds_no_failure(server, tmp_path):
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅  {phase}" in output, output[-3000:]
 
+
+
+def test_bentomls_own_routes_wear_the_security_headers_too(http):
+    """The headers come from a middleware around the whole served app (``edge.app.middleware``), not our routes."""
+    for path in ("/livez", "/readyz", "/metrics", "/no/such/route", "/health", "/openapi.json"):
+        response = http.get(path)
+        assert response.headers.get("x-content-type-options") == "nosniff", (path, response.status_code)
+        assert response.headers["x-frame-options"] == "DENY" and response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["cache-control"] == "no-store", path
+    assert http.get("/playground/").headers["content-security-policy"].startswith("default-src 'self'")
