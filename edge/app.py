@@ -27,7 +27,8 @@ from starlette.staticfiles import StaticFiles
 from edge import jobs, live, openapi
 from edge.auth import ApiKeyMiddleware
 from edge.errors import JsonErrorsMiddleware, error_response, json_response, request_id_of
-from edge.uploads import read_request_within
+from edge.headers import SecurityHeadersMiddleware
+from edge.uploads import read_request
 from jobs.executor import Executor
 from settings import Settings, get_settings
 from tasks import metrics
@@ -87,7 +88,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         timings = record()
         try:
             with stage("read"):
-                body = await read_request_within(request, settings.max_body_bytes, settings.body_read_timeout_s)
+                body = await read_request(request, settings.max_body_bytes, settings.body_read_timeout_s)
             task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:
@@ -109,7 +110,10 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
         return json_response(openapi.document(), 200, request_id_of(request.headers))
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        return error_response(exc, request_id_of(request.headers))
+        response = error_response(exc, request_id_of(request.headers))
+        if response.status_code == 405:  # Starlette's names the methods of the first route only
+            response.headers["Allow"] = ", ".join(allowed_methods(app.routes, request.url.path))
+        return response
 
     routes = [
         Route("/infer", infer, methods=["POST"]),
@@ -124,10 +128,22 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
     return app
 
 
+def allowed_methods(routes: list, path: str) -> list[str]:
+    """Every method served at ``path``, over all its routes (``/jobs/{id}`` is two: GET and DELETE)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.path_regex.match(path):
+            methods |= route.methods or set()
+        elif isinstance(route, Mount) and route.path_regex.match(path):
+            methods |= {"GET", "HEAD"}  # the playground's static files
+    return sorted(methods)
+
+
 def middleware(settings: Settings) -> list[tuple[type, dict]]:
-    """What wraps the whole served app, outermost first: CORS (so a browser can read every error), JSON for every
-    error (BentoML's own routes included), the API key."""
-    stack: list[tuple[type, dict]] = []
+    """What wraps the whole served app, outermost first: the security headers (``edge/headers.py``, on every
+    answer, CORS preflights included), CORS (so a browser can read every error), JSON for every error (BentoML's
+    own routes included), the API key."""
+    stack: list[tuple[type, dict]] = [(SecurityHeadersMiddleware, {})]
     if settings.cors_origins:
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
         stack.append((CORSMiddleware, {"allow_origins": origins, "allow_methods": ["GET", "POST", "DELETE"],

@@ -1,8 +1,8 @@
 """The job routes: ``/infer``'s work submitted now, watched while it runs, its answer fetched later. The work is
 the executor's (``jobs/executor.py``); this module is HTTP only.
 
-- ``POST /jobs``: the same body as ``/infer`` in any of its three forms (``edge/uploads.py``), the same body
-  limit; ``202`` with the job (``id``, ``status``, ``urls``). With an ``Idempotency-Key`` header a retried submit
+- ``POST /jobs``: the same body as ``/infer`` in any of its three forms, read by the same reader
+  (``edge/uploads.py``: the same body limit, read deadline and errors); ``202`` with the job (``id``, ``status``, ``urls``). With an ``Idempotency-Key`` header a retried submit
   gets the job the key already names (``200``); the same key with a different body is a ``422``. Past
   ``PERCEPTION_JOBS_MAX_QUEUED`` waiting jobs: ``429`` with ``Retry-After``.
 - ``GET /jobs/{id}``: ``status`` (``queued``, ``running``, ``succeeded``, ``failed``, ``cancelled``), ``progress``
@@ -21,7 +21,9 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -35,6 +37,32 @@ from vocab.errors import ApiError, ErrorKind
 from vocab.timing import server_timing
 
 EVENTS_POLL_S = 0.25
+JOB_STATUSES = ("queued", "running", *TERMINAL)
+DATE_TIME = {"format": "date-time"}
+
+
+class JobUrls(BaseModel):
+    self: str = Field(description="this job: GET for its state, DELETE to cancel it")
+    result: str = Field(description="its answer, once it has finished")
+    events: str = Field(description="its progress as Server-Sent Events")
+
+
+class Job(BaseModel):
+    """A job as every job route answers it (``GET /jobs/{id}``, the submit, the cancel, each event's data)."""
+
+    id: str
+    status: Literal[JOB_STATUSES]  # type: ignore[valid-type]
+    task: str | None = Field(description="the task named by the request")
+    created_at: str = Field(json_schema_extra=DATE_TIME)
+    started_at: str | None = Field(json_schema_extra=DATE_TIME)
+    finished_at: str | None = Field(json_schema_extra=DATE_TIME)
+    progress: dict[str, Any] | None = Field(description="the current stage, each stage's done/total, frames decoded")
+    eta_s: float | None = Field(description="seconds left, while a stage's rate gives one")
+    error: str | None = Field(description="a failed job's error text (its result says the same)")
+    result_status: int | None = Field(description="the status its result answers, once it has finished")
+    timings_ms: dict[str, float] | None = Field(description=(
+        "once it ran: where the run's time went, stage → milliseconds and the total (the result's Server-Timing)"))
+    urls: JobUrls
 
 
 def iso(seconds: float | None) -> str | None:
@@ -42,16 +70,16 @@ def iso(seconds: float | None) -> str | None:
 
 
 def view(job: dict, now: float) -> dict:
-    """A job as ``GET /jobs/{id}`` answers it."""
+    """A job as ``GET /jobs/{id}`` answers it: a ``Job`` (the model ``/openapi.json`` describes it by)."""
     base = f"/jobs/{job['id']}"
-    return {
-        "id": job["id"], "status": job["status"], "task": job.get("task"),
-        "created_at": iso(job["created"]), "started_at": iso(job.get("started")),
-        "finished_at": iso(job.get("finished")), "progress": job.get("progress"),
-        "eta_s": eta_s(job.get("progress"), now) if job["status"] == "running" else None,
-        "error": job.get("error"), "result_status": job.get("result_status"), "timings_ms": job.get("timings_ms"),
-        "urls": {"self": base, "result": f"{base}/result", "events": f"{base}/events"},
-    }
+    return Job(
+        id=job["id"], status=job["status"], task=job.get("task"),
+        created_at=iso(job["created"]), started_at=iso(job.get("started")),
+        finished_at=iso(job.get("finished")), progress=job.get("progress"),
+        eta_s=eta_s(job.get("progress"), now) if job["status"] == "running" else None,
+        error=job.get("error"), result_status=job.get("result_status"), timings_ms=job.get("timings_ms"),
+        urls=JobUrls(self=base, result=f"{base}/result", events=f"{base}/events"),
+    ).model_dump()
 
 
 def timing_header(timings_ms: dict[str, float]) -> str:
@@ -88,7 +116,8 @@ def routes(executor: Executor) -> list[Route]:
 
 
 async def submit_job(executor: Executor, request: Request, request_id: str) -> Response:
-    body = await read_request(request, executor.settings.max_body_bytes)
+    settings = executor.settings
+    body = await read_request(request, settings.max_body_bytes, settings.body_read_timeout_s)
     job, created = await executor.submit(body, request.headers.get("idempotency-key"))
     response = json_response(view(job, time.time()), 202 if created else 200, request_id)
     response.headers["Location"] = f"/jobs/{job['id']}"

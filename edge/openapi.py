@@ -4,8 +4,11 @@ Generated, not hand-copied: the request body is ``vocab.schema.InferRequest``'s 
 each task's options schema come from ``tasks.registry.REGISTRY`` (an ``if``/``then`` per task picks the options
 model), the three forms of a body are ``edge/uploads.py``'s (JSON, ``multipart/form-data``, the file itself with
 the fields as query parameters), and every error is the ``{"error"}`` body of ``edge/errors.py`` with the request
-id. The shapes of the answers that are not pydantic models (a job, ``/health``) are written here; the contract
-tests check them against real answers. Built once per process.
+id. A job is ``edge/jobs.py``'s ``Job`` model, the one every job answer is built with; the event stream is
+described one event at a time (the fields of a Server-Sent Event, its ``data`` a job). The shapes of the answers
+that are not pydantic models (``/health``, a task's result) are written here; the contract tests check them against
+real answers. The submit's answers link to the job routes by the job's ``id`` (OpenAPI links). Built once per
+process.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from edge.jobs import Job
 from edge.uploads import MULTIPART, RAW_TYPES
-from jobs.store import TERMINAL
 from tasks.registry import REGISTRY
 from vocab.errors import ErrorKind
 from vocab.families import FAMILIES
@@ -28,7 +31,6 @@ SCHEMAS = "#/components/schemas/"
 # A 32x32 grey PNG: the examples' image (small enough to read, and any image task answers it).
 EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAIAAAD8GO2jAAAAK0lEQVR42u3NIQEAMAgAMHhqNJrQLwFuK7Csnrj04phAIBAIBAKBQCDY8"
                "gEG7AHGQfZyaQAAAABJRU5ErkJggg==")
-JOB_STATUSES = ("queued", "running", *TERMINAL)
 WHEN = {  # what each error status means (the README's error table, shortened)
     400: "a bad request: unknown task or model, missing field, bad base64 or options, bytes that are neither "
          "image nor video, the wrong media for the task",
@@ -44,6 +46,13 @@ WHEN = {  # what each error status means (the README's error table, shortened)
     503: "the task's model is not installed, its runner is down or restarting, or overloaded; retry shortly",
 }
 INFER_ERRORS = (400, 401, 408, 413, 415, 500, 503)
+RUN_ERRORS = (400, 413, 500, 503)  # what running a request can answer (a job's result too); the rest is the read's
+PAYLOAD = (
+    "The payload must be a decodable image or video of a kind the task accepts (the task enum says which): an "
+    "image as JPEG, PNG, WebP, GIF, BMP, TIFF, or HEIC/AVIF; a video as MP4, MOV, WebM/MKV, AVI, FLV, Ogg or "
+    "MPEG-TS. Other bytes, a truncated file, the wrong kind for the task, or a file over its pixel, duration or "
+    "frame budget are a 400 or 413 naming what is wrong: a request that fits this schema is accepted only when its "
+    "payload does.")
 YOLO_KINDS = FAMILIES["yolo"].kinds  # tasks whose answer is a list of detections
 
 
@@ -81,6 +90,8 @@ def request_schemas() -> dict[str, Any]:
         for name, spec in REGISTRY.items()))
     options["description"] += ": " + "; ".join(
         f"{', '.join(tasks)} take {model.__name__} ({', '.join(model.model_fields)})" for model, tasks in grouped.items())
+    payload = request["properties"]["payloadBase64"]
+    payload["description"] += ". " + PAYLOAD
     request["allOf"] = [{"if": {"properties": {"task": {"const": name}}, "required": ["task"]},
                          "then": {"properties": {"options": {"$ref": SCHEMAS + spec.options.__name__}}}}
                         for name, spec in REGISTRY.items()]
@@ -88,8 +99,8 @@ def request_schemas() -> dict[str, Any]:
 
 
 def answer_schemas() -> dict[str, Any]:
-    """The answers that are not pydantic models: the error body, a job, ``/health``, a task's result."""
-    nullable = {"type": ["string", "null"]}
+    """The answers that are not pydantic models: the error body, ``/health``, a task's result; a job (its model's) and
+    one event of its stream."""
     yolo = [name for name, spec in REGISTRY.items() if spec.default_kind in YOLO_KINDS]
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
@@ -98,19 +109,15 @@ def answer_schemas() -> dict[str, Any]:
             f"what the task answers: {', '.join(yolo)} a JSON array of detections (label, score, box, bbox, "
             "class_id, class_name, confidence, instance_id; mask_polygon and mask_area_px for segmentation, "
             "17 COCO keypoints for pose); every other task a JSON object (README, 'POST /infer')")},
-        "Job": {"type": "object", "required": ["id", "status", "urls"], "properties": {
-            "id": {"type": "string"}, "status": {"enum": list(JOB_STATUSES)}, "task": nullable,
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": {**nullable, "format": "date-time"}, "finished_at": {**nullable, "format": "date-time"},
-            "progress": {"type": ["object", "null"], "description": "the current stage, each stage's done/total, "
-                                                                    "frames decoded"},
-            "eta_s": {"type": ["number", "null"], "description": "seconds left, while a stage's rate gives one"},
-            "error": nullable, "result_status": {"type": ["integer", "null"]},
-            "timings_ms": {"type": ["object", "null"], "additionalProperties": {"type": "number"}, "description": (
-                "once it ran: where the run's time went, stage → milliseconds and the total (the result's "
-                "Server-Timing)")},
-            "urls": {"type": "object", "properties": {k: {"type": "string"} for k in ("self", "result", "events")}},
-        }},
+        **job_schemas(),
+        "JobEvent": {"type": "object", "required": ["event", "data"], "description": (
+            "one Server-Sent Event of GET /jobs/{id}/events: 'progress' with the job (as GET /jobs/{id} answers it) "
+            "on each change, then one 'end' with the job as it ended ({} when the job is gone)"),
+            "oneOf": [
+                {"properties": {"event": {"const": "progress"}, "data": job_data({"$ref": SCHEMAS + "Job"})}},
+                {"properties": {"event": {"const": "end"}, "data": job_data(
+                    {"anyOf": [{"$ref": SCHEMAS + "Job"}, {"type": "object", "maxProperties": 0}]})}},
+            ]},
         "Health": {"type": "object", "required": ["ok", "tasks", "ready", "models"], "properties": {
             "ok": {"type": "boolean"}, "cuda": {"type": "boolean"},
             "tasks": {"type": "array", "items": {"enum": list(REGISTRY)}},
@@ -123,6 +130,17 @@ def answer_schemas() -> dict[str, Any]:
             "live_sessions": {"type": "integer", "description": "live sessions (GET /stream) open in this worker"},
         }},
     }
+
+
+def job_schemas() -> dict[str, Any]:
+    """``Job`` (and its ``JobUrls``): the model ``edge/jobs.py`` builds every job answer with."""
+    schema = Job.model_json_schema(ref_template=SCHEMAS + "{model}", mode="serialization")
+    return {**schema.pop("$defs", {}), "Job": schema}
+
+
+def job_data(schema: dict[str, Any]) -> dict[str, Any]:
+    """An event's ``data``: a line of JSON of ``schema``."""
+    return {"type": "string", "contentMediaType": "application/json", "contentSchema": schema}
 
 
 def components() -> dict[str, Any]:
@@ -165,13 +183,14 @@ def request_body() -> dict[str, Any]:
     form_fields["options"] = {"type": "string", "contentMediaType": "application/json",
                               "description": "the options as a JSON object in a string"}
     form_fields["file"] = {"contentMediaType": "application/octet-stream", "description": (
-        "the image or video (the examples' file: the PNG of the JSON example's payloadBase64)")}
-    raw = {"schema": {"description": "the image or video file itself; the fields go as query parameters"}}
+        "the image or video (the examples' file: the PNG of the JSON example's payloadBase64). " + PAYLOAD)}
+    raw = {"schema": {"description": "the image or video file itself; the fields go as query parameters. " + PAYLOAD}}
     return {"required": True, "description": (
         "One request, three forms: JSON with the file in payloadBase64 (also sent as no Content-Type, text/plain, "
         "application/x-www-form-urlencoded or +json); multipart/form-data with a 'file' part and the other fields "
         "as form fields; or the file itself as the body (image/*, video/*, application/octet-stream) with the "
-        "fields as query parameters. The same answers, errors and body limit for all three."),
+        "fields as query parameters. The same reader, answers, errors, body limit and read deadline for all three "
+        "(and for /infer and /jobs). " + PAYLOAD),
         "content": {
             "application/json": {"schema": {"$ref": SCHEMAS + "InferRequest"}, "example": json_example},
             MULTIPART: {"schema": {"type": "object", "required": ["task", "file"], "properties": form_fields},
@@ -183,7 +202,8 @@ def request_body() -> dict[str, Any]:
 def query_parameters() -> list[dict[str, Any]]:
     """The fields of a raw-body request, as query parameters (only that form reads them)."""
     fields = example_fields()
-    only_raw = "with the file itself as the body only (JSON and multipart bodies carry their own fields)"
+    only_raw = ("with the file itself as the body only: JSON and multipart bodies carry their own fields, and one of "
+                "them with this parameter too is a 400 naming it (a field is given one way)")
     params = [{"name": name, "in": "query", "required": False,
                "schema": {"type": "string", **({"enum": list(REGISTRY)} if name == "task" else {})},
                "description": f"{name}, {only_raw}" + ("; required then" if name == "task" else ""),
@@ -198,6 +218,16 @@ def infer_operation(summary: str, answers: dict[str, Any], *statuses: int, **ext
             "responses": {**answers, **errors(*statuses)}, **extra}
 
 
+def job_links() -> dict[str, Any]:
+    """The job routes reached with the ``id`` of a submit's answer (OpenAPI links: a client, or a fuzzer's
+    stateful phase, follows them)."""
+    by_id = {"id": "$response.body#/id"}
+    return {name: {"operationId": operation, "parameters": by_id, "description": description} for name, operation,
+            description in (("GetJob", "getJob", "the job's state"), ("CancelJob", "cancelJob", "cancel it"),
+                            ("GetJobResult", "getJobResult", "its answer"),
+                            ("GetJobEvents", "getJobEvents", "its progress as events"))}
+
+
 def job_id() -> dict[str, Any]:
     return {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -207,11 +237,11 @@ def job_paths() -> dict[str, Any]:
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {
         "type": "string", "minLength": 1, "maxLength": 255}, "description": (
         "a retried submit with the same key gets the job the key already names (200); another body is a 422")}
-    events = {"type": "string", "description": (
-        "Server-Sent Events: 'event: progress' with the job (as GET /jobs/{id} shows it) on each change, then "
-        "'event: end' with the job (data {} when the job is gone)")}
-    submit = infer_operation("Submit /infer's request as a job", {"202": created, "200": ok(
-        "the job this Idempotency-Key already names", "Job")}, 400, 401, 413, 415, 422, 429, 500,
+    again = ok("the job this Idempotency-Key already names", "Job")
+    created["links"] = again["links"] = job_links()
+    submit = infer_operation("Submit /infer's request as a job (validated as /infer validates it: a request refused "
+                             "for its fields is a 400 at once; one refused for its payload is a job that fails)",
+                             {"202": created, "200": again}, 400, 401, 408, 413, 415, 422, 429, 500,
                              operationId="submitJob")
     submit["parameters"].append(idempotency)
     return {
@@ -223,13 +253,17 @@ def job_paths() -> dict[str, Any]:
             "responses": {"200": ok("the job, cancelled", "Job"), **errors(401, 404, 409)}}},
         "/jobs/{id}/result": {"parameters": [job_id()], "get": {
             "operationId": "getJobResult", "summary": "What /infer would have answered: its status and body",
+            "description": "A failed job's result answers the job's own error status and body, as /infer would have.",
             "responses": {"200": ok("the task's answer (Server-Timing: the stages the run went through)",
                                     "InferResult"),  # the body was read at submit: no 408, 415
-                          **errors(400, 401, 404, 409, 413, 500, 503)}}},
+                          **errors(401, 404, 409, *RUN_ERRORS)}}},
         "/jobs/{id}/events": {"parameters": [job_id()], "get": {
             "operationId": "getJobEvents", "summary": "The job's progress as Server-Sent Events",
-            "responses": {"200": {"description": "the event stream", "content": {
-                "text/event-stream": {"schema": events}}}, **errors(401, 404)}}},
+            "responses": {"200": {"description": (
+                "Server-Sent Events (text/event-stream): 'progress' with the job on each change, then one 'end'; "
+                "the schema is one event's (OpenAPI 3.2's itemSchema, read the 3.1 way: the fields of one event)"),
+                "headers": {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}},
+                "content": {"text/event-stream": {"schema": {"$ref": SCHEMAS + "JobEvent"}}}}, **errors(401, 404)}}},
     }
 
 

@@ -1,4 +1,6 @@
-"""The three forms ``POST /infer`` takes, each turned into the one request ``tasks/infer.py`` validates.
+"""The one request reader of every route that reads a body (``POST /infer``, ``POST /jobs``): the same body limit,
+the same read deadline (408), the same three forms, the same errors. Each form becomes the one request
+``tasks/infer.py`` validates.
 
 - JSON (``application/json``; also no Content-Type, ``text/plain`` and curl's default form type, as before):
   ``{task, model, payloadBase64, mimeType, options}``, unchanged.
@@ -11,7 +13,9 @@ An upload reaches ``tasks/infer.py`` as its bytes in ``payload`` (never base64-e
 holds while reading, whatever the Content-Length says (or when there is none: chunked): a multipart ``file``
 part spools to a ``SpooledTemporaryFile`` (memory up to 1 MB, then an unlinked temporary file) that is closed
 when parsing fails or once its bytes are read; a raw body goes to a bounded buffer. Any other Content-Type is
-a 415.
+a 415. A field is given one way: the query parameters ``task``, ``model``, ``mimeType`` and ``options`` belong to
+the raw form only, and a JSON or multipart body that comes with one of them is a 400 naming it (it used to be
+ignored silently, so ``?task=`` could say one thing and the body another).
 """
 
 from __future__ import annotations
@@ -81,18 +85,29 @@ def parse_json(raw: bytes) -> Any:
         raise bad_request("the body is not valid JSON") from None
 
 
-async def read_request_within(request: Request, limit: int, deadline_s: float) -> Any:
-    """``read_request`` that gives up with a 408 when the body has not all arrived within ``deadline_s`` (a
-    stalled or trickling upload would otherwise hold its concurrency slot until the server's own timeout)."""
+async def read_request(request: Request, limit: int, deadline_s: float) -> Any:
+    """The request as the body ``tasks/infer.py`` takes, from whichever of the three forms it came in: a 413 past
+    ``limit`` bytes, and a 408 when the body has not all arrived within ``deadline_s`` (a stalled or trickling
+    upload would otherwise hold its concurrency slot until the server's own timeout)."""
+    form = form_of(request.headers.get("content-type", ""))
+    if form != "raw":
+        refuse_query_fields(request, form)
     try:
-        return await asyncio.wait_for(read_request(request, limit), deadline_s)
+        return await asyncio.wait_for(read_form(request, form, limit), deadline_s)
     except TimeoutError:
         raise ApiError(ErrorKind.REQUEST_TIMEOUT, f"the request body did not arrive within {deadline_s:g} s") from None
 
 
-async def read_request(request: Request, limit: int) -> Any:
-    """The request as the body ``tasks/infer.py`` takes, from whichever of the three forms it came in."""
-    form = form_of(request.headers.get("content-type", ""))
+def refuse_query_fields(request: Request, form: str) -> None:
+    """A 400 for a request field given as a query parameter beside a JSON or multipart body (which carries it)."""
+    given = [name for name in FIELDS if name in request.query_params]
+    if given:
+        where = "JSON body" if form == "json" else "multipart form"
+        raise bad_request(f"{given[0]!r} is given as a query parameter, but with a {where} the fields go in the "
+                          f"{where}: give each field once (query parameters are for the file itself as the body)")
+
+
+async def read_form(request: Request, form: str, limit: int) -> Any:
     if form == "json":
         raw = await read_body(request, limit)
         # a big body is parsed in a worker thread: tens of MB of JSON would hold the event loop for a second
@@ -109,7 +124,7 @@ async def read_multipart(request: Request, limit: int) -> dict[str, Any]:
     try:
         form = await parser.parse()  # closes its spooled files itself when reading or parsing fails
     except MultiPartException as exc:
-        raise bad_request(f"the multipart body is malformed: {exc.message}") from None
+        raise bad_request(f"the multipart body is malformed: {exc.message[:200]}") from None
     try:
         upload = file_part(form)
         data = await upload.read()

@@ -8,7 +8,9 @@ worker, fails jobs whose worker stopped heartbeating (a gateway that died), and 
 A job runs the task pipeline as ``/infer`` does (the gateway's ``infer``): its result is the same bytes, encoded
 and, for an error, mapped by the same code (``tasks/outcome.py``); it counts in the same metrics
 (``tasks/metrics.py``) and keeps where its time went (``timings_ms``, the result's ``Server-Timing``). Its progress
-comes from the tasks' reports (``vocab/progress.py``). The HTTP routes over it are ``edge/jobs.py``.
+comes from the tasks' reports (``vocab/progress.py``). A submit is validated as ``/infer`` validates a body (task,
+fields, options: ``tasks/infer.py``'s ``validate``), so a request refused for what it says is a 400 at once, not a
+job that fails. The HTTP routes over it are ``edge/jobs.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 from jobs.sqlite_store import SqliteJobStore
 from jobs.store import STOPPED_BODY, STOPPED_REASON, JobStore, KeyReused, QueueFull
 from tasks import metrics
+from tasks.infer import validate
 from tasks.outcome import encode, failure
 from vocab.errors import ApiError, ErrorKind, bad_request
 from vocab.progress import reporting
@@ -217,6 +220,7 @@ class Executor:
     async def submit(self, body: Any, key: str | None) -> tuple[dict, bool]:
         if key is not None and not 0 < len(key) <= MAX_KEY_CHARS:
             raise bad_request(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters")
+        validate(body)  # a request /infer would refuse for its fields (a task outside the enum...) is a 400 now
         fields, payload = split_body(body)
         now = time.time()
         job = {"id": uuid.uuid4().hex, "status": "queued", "created": now, "started": None, "finished": None,

@@ -27,7 +27,7 @@ def resolve(name: str | None, *, task: str, kinds: tuple[str, ...], default: str
     if model is None:
         if store_name in BY_STORE_NAME and BY_STORE_NAME[store_name].kind in kinds:
             raise unavailable(f"model {store_name!r} for {task} is not installed: {IMPORT_HINT.format(name=store_name)}")
-        raise bad_request(f"model {name!r} is not installed; {_listing(kinds, installed)}")
+        raise bad_request(f"model {name[:80]!r} is not installed; {_listing(kinds, installed)}")
     if model.kind not in kinds:
         raise bad_request(
             f"model {name!r} is a {model.kind} model, {task} needs a {' or '.join(kinds)} model; "

@@ -123,8 +123,12 @@ def in_process_client(gateway, settings=None):
 
 
 @pytest.fixture(scope="session")
-def client(gateway):
-    with in_process_client(gateway) as test_client:
+def client(gateway, tmp_path_factory):
+    """The in-process client; its jobs go to a store of this session's own (not ``.jobs/`` in the checkout)."""
+    from settings import get_settings
+
+    settings = get_settings().model_copy(update={"jobs_dir": str(tmp_path_factory.mktemp("jobs"))})
+    with in_process_client(gateway, settings) as test_client:
         yield test_client
 
 

@@ -110,8 +110,10 @@ class Detections:
         )
 
     def with_masks(self) -> Detections:
-        """Only the instances whose mask outline has more than two points (the contract's polygon)."""
-        assert self.polygons is not None
+        """Only the instances whose mask outline has more than two points (the contract's polygon). No outlines at
+        all (a segment model that found nothing has no mask set: ultralytics' ``masks`` is None) keeps none."""
+        if self.polygons is None:
+            return self.where(np.zeros(len(self), dtype=bool))
         return self.where(np.array([len(p) > 2 for p in self.polygons], dtype=bool))
 
     def to_wire(self, labels: list[str] | None = None) -> list[dict]:

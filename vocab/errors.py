@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 
+MAX_ERROR_CHARS = 1000  # an error's text on the wire, at most
+
 
 class ErrorKind(enum.Enum):
     BAD_REQUEST = 400
@@ -41,7 +43,10 @@ class ApiError(Exception):
         return self.kind.status
 
     def body(self) -> dict[str, str]:
-        return {"error": self.message}
+        """The wire body; its text bounded whatever a message quotes (each quote of input is cut to ~80 characters
+        where it is made: this is the net under them)."""
+        text = self.message if len(self.message) <= MAX_ERROR_CHARS else self.message[:MAX_ERROR_CHARS - 1] + "…"
+        return {"error": text}
 
 
 def bad_request(message: str) -> ApiError:

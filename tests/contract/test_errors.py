@@ -105,6 +105,93 @@ def test_routing_errors_are_json_with_the_request_id(client, method, path, statu
         assert response.headers["allow"]
 
 
+def test_a_405_allows_every_method_served_at_its_path(client):
+    """The ``Allow`` of a 405 lists what the path serves over all its routes (``/jobs/{id}`` is two routes), for
+    every path of the app, the playground's static files included."""
+    from starlette.routing import Route
+
+    from edge.app import create_app
+
+    expected: dict[str, set[str]] = {}
+    for route in create_app(lambda: None, Settings()).routes:
+        if isinstance(route, Route):
+            expected.setdefault(route.path.replace("{id}", "abc"), set()).update(route.methods)
+    expected["/playground/index.html"] = {"GET", "HEAD"}
+    assert expected["/jobs/abc"] == {"GET", "HEAD", "DELETE"}
+    for path, methods in expected.items():
+        response = client.request("PATCH", path)
+        assert_error(response, 405, "method not allowed")
+        assert {m.strip() for m in response.headers["allow"].split(",")} == methods, path
+
+
+SECURITY = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/health", 200), ("GET", "/openapi.json", 200), ("POST", "/infer", 400), ("GET", "/jobs/nope", 404),
+    ("GET", "/no/such/route", 404), ("PATCH", "/infer", 405), ("GET", "/playground/", 200),
+    ("GET", "/playground/app.js", 200), ("GET", "/playground/missing.js", 404),
+])
+def test_every_answer_wears_the_security_headers(client, method, path, status):
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert SECURITY.items() <= response.headers.items()
+    if path.startswith("/playground/"):
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp
+        assert response.headers["cache-control"] == "no-cache"
+    else:
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_401_and_a_cors_preflight_wear_them_too(gateway):
+    with limited_client(gateway, api_key="s3cret", cors_origins="http://example.test") as guarded:
+        assert SECURITY.items() <= guarded.post("/infer", json={}).headers.items()
+        preflight = guarded.options("/infer", headers={"Origin": "http://example.test",
+                                                       "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 200 and SECURITY.items() <= preflight.headers.items()
+
+
+HUGE = "x" * 100_000
+
+
+@pytest.mark.parametrize("body", [
+    {"task": HUGE, "payloadBase64": "AAAA"},
+    {"task": "object-detection", "model": HUGE, "payloadBase64": photo},
+    {"task": "object-detection", "payloadBase64": "AAAA", "options": {"imgsz": HUGE}},
+    {"task": "object-detection", "payloadBase64": "AAAA", "options": {"classes": HUGE}},
+    {"task": "sam2-segmentation", "payloadBase64": photo, "options": {"mask_format": HUGE}},
+    {"task": "sam3-concept-segmentation", "payloadBase64": photo, "options": {"text_prompt": [HUGE]}},
+    {"task": "velocity-estimation", "payloadBase64": "AAAA", "options": {"tracker": HUGE}},
+    {"task": "object-detection", "payloadBase64": "AAAA", "mimeType": HUGE},
+    {HUGE: 1, "task": "object-detection"},
+], ids=["task", "model", "imgsz", "classes", "mask_format", "prompt", "tracker", "mimeType", "field name"])
+@pytest.mark.parametrize("path", ["/infer", "/jobs"])
+def test_no_input_is_echoed_back_unbounded_in_an_error(client, body, path):
+    """A 100 kB task, model, option or field name: the error (at once, or the job's result) quotes 80 characters
+    of it at most."""
+    body = {k: v() if callable(v) else v for k, v in body.items()}
+    response = answer_of(client, client.post(path, json=body))
+    assert 400 <= response.status_code < 500, response.text[:300]
+    assert len(response.json()["error"]) < 600, response.json()["error"][:300]
+    assert len(response.content) < 1000
+    for name, value in (("task", HUGE[:8000]), ("model", HUGE[:8000])):  # raw form: the fields in the query
+        raw = answer_of(client, client.post(path, content=b"\x89PNG", headers={"Content-Type": "image/png"}, params={
+            name: value, **({"task": "object-detection"} if name != "task" else {})}))
+        assert 400 <= raw.status_code < 500 and len(raw.content) < 1000, (name, raw.text[:300])
+
+
+def answer_of(http, response):
+    """``response``, or for a job accepted (202) the job's result once it has ended."""
+    if response.status_code != 202:
+        return response
+    from tests.contract.test_jobs import wait_for
+
+    wait_for(http, response.json()["id"], timeout_s=60)
+    return http.get(f"/jobs/{response.json()['id']}/result")
+
+
 def test_401_keeps_the_clients_request_id(gateway):
     with limited_client(gateway, api_key="s3cret") as guarded:
         response = guarded.post("/infer", json={}, headers={"X-Request-ID": "abc-123"})

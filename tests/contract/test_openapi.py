@@ -127,6 +127,68 @@ def test_the_job_routes_list_their_statuses():
     assert {"200", "404", "409"} <= set(paths["/jobs/{id}"]["delete"]["responses"])
     assert {"200", "400", "404", "409", "413", "500", "503"} <= set(paths["/jobs/{id}/result"]["get"]["responses"])
     assert "text/event-stream" in paths["/jobs/{id}/events"]["get"]["responses"]["200"]["content"]
+    assert "408" in submit["responses"]  # the one reader's deadline holds for /jobs too
+
+
+def test_a_jobs_result_lists_every_status_its_run_can_answer():
+    """A failed job's result is what /infer answered: every status of /infer but those of reading the body."""
+    result = document()["paths"]["/jobs/{id}/result"]["get"]["responses"]
+    infer = document()["paths"]["/infer"]["post"]["responses"]
+    read_only = {"408", "415"}  # the body is read at submit
+    assert set(infer) - read_only <= set(result)
+    assert {"404", "409"} <= set(result)
+
+
+def test_the_submits_answers_link_to_the_job_routes_by_id():
+    doc = document()
+    by_operation = {op["operationId"]: (path, method) for path, item in doc["paths"].items()
+                    for method, op in item.items() if method in METHODS}
+    for status in ("200", "202"):
+        links = doc["paths"]["/jobs"]["post"]["responses"][status]["links"]
+        assert {link["operationId"] for link in links.values()} == {"getJob", "cancelJob", "getJobResult",
+                                                                    "getJobEvents"}
+        for link in links.values():
+            path, _ = by_operation[link["operationId"]]
+            assert link["parameters"] == {"id": "$response.body#/id"} and "{id}" in path
+
+
+def test_the_event_stream_is_described_as_server_sent_events_of_jobs(tmp_path):
+    """Each event of a real stream fits the documented event schema, its data a job as GET /jobs/{id} answers."""
+    doc = document()
+    media = doc["paths"]["/jobs/{id}/events"]["get"]["responses"]["200"]["content"]
+    assert list(media) == ["text/event-stream"] and media["text/event-stream"]["schema"] == {
+        "$ref": SCHEMAS + "JobEvent"}
+    example = doc["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    with jobs_client(FakeGateway(), SqliteJobStore(tmp_path / "jobs")) as http:
+        job = http.post("/jobs", json=example).json()
+        stream = http.get(job["urls"]["events"])
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = [dict(line.split(": ", 1) for line in block.splitlines()) for block in stream.text.strip().split("\n\n")]
+    assert [e["event"] for e in events][-1] == "end" and {e["event"] for e in events} <= {"progress", "end"}
+    for event in events:
+        schema_of("JobEvent").validate(event)
+        schema_of("Job").validate(json.loads(event["data"]))
+    assert not schema_of("JobEvent").is_valid({"event": "other", "data": "{}"})
+    progress = document()["components"]["schemas"]["JobEvent"]["oneOf"][0]["properties"]["data"]
+    assert progress["contentMediaType"] == "application/json" and progress["contentSchema"] == {"$ref": SCHEMAS + "Job"}
+
+
+def test_the_job_schema_is_the_model_the_routes_answer_with():
+    from edge.jobs import Job
+
+    assert document()["components"]["schemas"]["Job"]["properties"].keys() == Job.model_fields.keys()
+
+
+def test_the_payloads_constraints_and_the_query_rule_are_described():
+    doc = document()
+    schemas, body = doc["components"]["schemas"], doc["paths"]["/infer"]["post"]["requestBody"]
+    assert "decodable image or video" in schemas["InferRequest"]["properties"]["payloadBase64"]["description"]
+    assert "decodable image or video" in body["content"]["multipart/form-data"]["schema"]["properties"]["file"][
+        "description"]
+    assert "decodable image or video" in body["content"]["image/*"]["schema"]["description"]
+    for parameter in doc["paths"]["/jobs"]["post"]["parameters"]:
+        if parameter["in"] == "query":
+            assert "is a 400 naming it" in parameter["description"]
 
 
 def test_a_job_and_health_answer_as_their_schemas_say(tmp_path, client):

@@ -122,6 +122,27 @@ def test_bad_options_json_is_400(client):
     assert_error(response, 400, "options: Input should be a valid dictionary")
 
 
+@pytest.mark.parametrize("path", ["/infer", "/jobs"])
+@pytest.mark.parametrize("field", ["task", "model", "mimeType", "options"])
+def test_a_field_given_as_a_query_parameter_beside_a_json_or_multipart_body_is_400(client, path, field):
+    """A field is given one way: a JSON or multipart body carries its fields, so a query parameter beside it (which
+    was ignored silently, a task outside the enum included) is refused, naming the field."""
+    data = media("messi5.jpg").read_bytes()
+    query = {field: "no-such-value"}
+    by_json = client.post(path, params=query, json=as_json(DETECT, data, "image/jpeg"))
+    assert_error(by_json, 400, f"{field!r} is given as a query parameter, but with a JSON body")
+    by_multipart = client.post(path, params=query, data=as_form(DETECT),
+                               files={"file": ("messi5.jpg", data, "image/jpeg")})
+    assert_error(by_multipart, 400, f"{field!r} is given as a query parameter, but with a multipart form")
+
+
+@pytest.mark.parametrize("path", ["/infer", "/jobs"])
+def test_a_query_task_outside_the_enum_is_400_with_a_raw_body(client, path):
+    response = client.post(path, params={"task": "no-such-task"}, content=media("messi5.jpg").read_bytes(),
+                           headers={"content-type": "image/jpeg"})
+    assert_error(response, 400, "no-such-task")
+
+
 def test_empty_upload_is_400(client):
     assert_error(client.post("/infer?task=object-detection", content=b"", headers={"content-type": "image/jpeg"}),
                  400, "the body is empty")
@@ -165,7 +186,8 @@ def test_body_limit_holds_for_uploads(gateway, content_type, how):
             headers["content-length"] = "1000"
     before, open_before = temp_entries(), open_temp_files()
     with in_process_client(gateway, Settings(max_body_bytes=LIMIT)) as small:
-        response = small.post("/infer?task=object-detection", content=content, headers=headers)
+        path = "/infer" if content_type == MULTIPART else "/infer?task=object-detection"  # multipart has its fields
+        response = small.post(path, content=content, headers=headers)
         assert_error(response, 413, f"the limit of {LIMIT:,} bytes" if how != "content-length" else "the limit is")
         assert small.get("/health").status_code == 200
     assert temp_entries() - before == set()

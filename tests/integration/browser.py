@@ -7,6 +7,7 @@ Debian's package instead. Without either, ``launch_chromium`` skips the calling 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,14 @@ def launch_chromium(*extra_args: str) -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+def wait_until(page, expression: str, arg=None, timeout: float = 30_000, poll_ms: float = 100) -> None:
+    """``page.wait_for_function`` that works under the playground's Content-Security-Policy: Playwright's poller
+    builds its predicate with ``new Function`` inside the page, which a CSP without ``'unsafe-eval'`` refuses;
+    ``page.evaluate`` goes through the DevTools protocol, which the page's CSP does not govern."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression!r} still false after {timeout:g} ms")
+        page.wait_for_timeout(poll_ms)

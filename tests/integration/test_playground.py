@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import media
-from tests.integration.browser import launch_chromium
+from tests.integration.browser import launch_chromium, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_KEYS = {"task", "model", "payloadBase64", "mimeType", "options"}
@@ -65,7 +65,7 @@ def assert_clean(pg, http_status: int | None = None) -> None:
 def choose(pg, task: str, path: Path) -> None:
     pg.page.check(f"input[name=task][value={task}]")
     pg.page.set_input_files("#file", str(path))
-    pg.page.wait_for_function("document.querySelector('#status').textContent.startsWith('Ready')")
+    wait_until(pg.page, "document.querySelector('#status').textContent.startsWith('Ready')")
 
 
 def run(pg):
@@ -73,7 +73,7 @@ def run(pg):
     with pg.page.expect_response(lambda r: r.url.endswith("/infer"), timeout=RUN_TIMEOUT_MS) as answer:
         pg.page.click("#run")
     response = answer.value
-    pg.page.wait_for_function("/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
+    wait_until(pg.page, "/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
                               timeout=RUN_TIMEOUT_MS)
     return response.request.post_data_json, response
 
@@ -120,11 +120,11 @@ def health_of(http) -> dict:
 
 def wait_playing(page) -> None:
     """The result <video> has loaded a frame with a real size and its clock moves."""
-    page.wait_for_function("(v => v.readyState >= 2 && v.videoWidth > 0)(document.querySelector('#video'))",
+    wait_until(page, "(v => v.readyState >= 2 && v.videoWidth > 0)(document.querySelector('#video'))",
                            timeout=30_000)
     start = page.evaluate("document.querySelector('#video').currentTime")
     page.evaluate("document.querySelector('#video').play()")
-    page.wait_for_function("t => document.querySelector('#video').currentTime > t + 0.2", arg=start,
+    wait_until(page, "t => document.querySelector('#video').currentTime > t + 0.2", arg=start,
                            timeout=30_000)
 
 
@@ -290,7 +290,7 @@ def test_velocity_runs_as_a_job_with_a_progress_bar_and_plays_with_per_track_spe
     body, job = submit_job(pg)
     assert set(body) == CLIENT_KEYS and body["mimeType"] == "video/mp4"
     assert body["options"]["max_frames"] == 12 and body["options"]["meter_per_pixel"] == 0.05
-    page.wait_for_function("/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
+    wait_until(page, "/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
                            timeout=RUN_TIMEOUT_MS)
     assert page.text_content("#status").startswith("Done"), page.text_content("#error")
     result = http.get(f"/jobs/{job['id']}/result")
@@ -408,7 +408,7 @@ def test_sam2_video_plays(pg, http, tmp_path):
     page.fill("#max-frames", "3")
     body, job = submit_job(pg)
     assert body["options"] == {"threshold": 0.25, "max_frames": 3} and body["mimeType"] == "video/mp4"
-    page.wait_for_function("/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
+    wait_until(page, "/^(Done|Failed)/.test(document.querySelector('#status').textContent)",
                            timeout=RUN_TIMEOUT_MS)
     result = http.get(f"/jobs/{job['id']}/result").json()
     assert "instances" not in result and result["metrics"]["frames_processed"] == 3
@@ -425,10 +425,10 @@ def test_cancel_stops_a_velocity_job(pg, http):
     choose(pg, "velocity-estimation", media("people-walking.mp4"))
     page.fill("#max-frames", "40")  # 39 pairs, 5 flow calls of RAFT on a CPU: still running when cancelled
     _, job = submit_job(pg)
-    page.wait_for_function("document.querySelector('#job-stage')?.textContent.startsWith('running: flow')",
+    wait_until(page, "document.querySelector('#job-stage')?.textContent.startsWith('running: flow')",
                            timeout=RUN_TIMEOUT_MS)
     page.click("#job-cancel")
-    page.wait_for_function("/^Failed/.test(document.querySelector('#status').textContent)", timeout=30_000)
+    wait_until(page, "/^Failed/.test(document.querySelector('#status').textContent)", timeout=30_000)
     assert "cancelled" in page.text_content("#error")
     state = http.get(f"/jobs/{job['id']}").json()
     flow = state["progress"]["stages"]["flow"]

@@ -31,3 +31,20 @@ def test_405_keeps_its_allow_header():
 def test_successes_pass_through_untouched():
     response = TestClient(JsonErrorsMiddleware(plain(200))).get("/")
     assert response.status_code == 200 and response.text == "whatever"
+
+
+def test_an_error_text_is_bounded_on_the_wire():
+    from vocab.errors import MAX_ERROR_CHARS, bad_request
+
+    assert bad_request("short").body() == {"error": "short"}
+    long = bad_request("x" * 100_000).body()["error"]
+    assert len(long) == MAX_ERROR_CHARS and long.endswith("…")
+
+
+def test_plain_text_errors_of_other_routes_wear_the_security_headers():
+    from edge.headers import SecurityHeadersMiddleware
+
+    response = TestClient(SecurityHeadersMiddleware(JsonErrorsMiddleware(plain(404)))).get("/metrics/x")
+    assert response.json() == {"error": "no such route"}
+    assert response.headers["x-content-type-options"] == "nosniff" and response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
