@@ -46,7 +46,7 @@ class _LoadedDepth:
 
     def forward(self, pixel_values):
         """``pixel_values`` (N, 3, h, w) → ``predicted_depth`` (N, h, w), float32, on the input's device: on torch
-        as one batch; on ONNX Runtime one image per replica, side by side."""
+        as one batch; on ONNX Runtime an image alone on every thread, several side by side (``Replicas``)."""
         import torch
 
         if isinstance(self.model, torch.nn.Module):
@@ -72,7 +72,7 @@ class DepthEngine(ExportedEngines, Engine):
 
         processor = AutoImageProcessor.from_pretrained(str(model_dir))
         if self.engine_of(name, model_dir) == ONNXRUNTIME:
-            sessions = Replicas(lambda: cpu_session(model_dir / ONNX_FILE, 1), self.threads)
+            sessions = Replicas(lambda threads: cpu_session(model_dir / ONNX_FILE, threads), self.threads)
             return _LoadedDepth(sessions, processor, torch.float32)
         dtype = torch.float16 if self.half else torch.float32
         model = DepthAnythingForDepthEstimation.from_pretrained(str(model_dir), dtype=dtype)

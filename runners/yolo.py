@@ -60,24 +60,24 @@ class YoloEngine(ExportedEngines, Engine):
         return model
 
     def _load_onnx(self, model_dir: Path) -> Replicas:
-        """ultralytics' own ONNX Runtime backend, one replica per thread of the runner's CPU budget, each with a
-        one-thread session (``Replicas``): ultralytics builds its session on the first ``predict`` at ONNX Runtime's
+        """ultralytics' own ONNX Runtime backend, as ``Replicas`` (one copy on every thread of the runner's CPU budget,
+        one on each thread): ultralytics builds its session on the first ``predict`` at ONNX Runtime's
         default (every core) and takes no session options, so each predictor is set up here (one tiny blank image,
         at the runner's predict settings: the predictor is kept while they do not change) and its session replaced."""
         from ultralytics import YOLO
 
-        def replica() -> Any:
+        def replica(threads: int) -> Any:
             model = YOLO(str(model_dir / ONNX_FILE), task=read_export(model_dir)["task"])
             with keep_torch_threads():
                 model.predict(blank_bgr(32, 32), imgsz=32, quantize=32, device=self.device, verbose=False)
-            model.predictor.model.backend.session = cpu_session(model_dir / ONNX_FILE, 1)
+            model.predictor.model.backend.session = cpu_session(model_dir / ONNX_FILE, threads)
             return model
 
         return Replicas(replica, self.threads)
 
     def _facts(self, name: str) -> dict:
         model = self.models[name]
-        model = model.all[0] if isinstance(model, Replicas) else model
+        model = model.wide if isinstance(model, Replicas) else model
         return {"task": model.task, "names": dict(model.names), "engine": self.engines[name]}
 
     def warm_up(self) -> None:
@@ -109,7 +109,7 @@ class YoloEngine(ExportedEngines, Engine):
                                  batch=len(images), verbose=False)
 
         if isinstance(model, Replicas):
-            return [result for piece in model.map(predict, split(images, len(model.all))) for result in piece]
+            return [result for piece in model.map(predict, split(images, len(model.narrow))) for result in piece]
         with self.locks[name], keep_torch_threads():
             return predict(model, images)
 

@@ -180,22 +180,26 @@ def test_onnxruntime_without_an_export_refuses_to_load(yolo_dirs, tmp_path):
 
 
 def test_onnxruntime_runs_one_replica_per_thread_of_the_runner_cpu_budget(yolo, depth):
-    """One one-thread session per core of the budget, used side by side (runners/exported.py ``Replicas``)."""
+    """One session on every thread of the budget for an image alone, and one one-thread session per thread for
+    images side by side (runners/exported.py ``Replicas``)."""
     from runners.common import cpu_budget
     from vocab.items import yolo_item
 
     engine = yolo["onnxruntime"]
     item = yolo_item("yolo26n", letterboxed("messi5.jpg", 320), imgsz=320, threshold=0.25)
     alone, side_by_side = engine.predict([item]), engine.predict([item] * 3)  # 3 images over the replicas
-    replicas = engine.models["yolo26n"].all
-    assert len(replicas) == cpu_budget("yolo", "cpu")
-    for replica in replicas:  # each session still ours after predicts
-        assert replica.predictor.model.backend.session.get_session_options().intra_op_num_threads == 1
+    threads = cpu_budget("yolo", "cpu")
+    replicas = engine.models["yolo26n"]
+    assert replicas.wide.predictor.model.backend.session.get_session_options().intra_op_num_threads == threads
+    assert len(replicas.narrow) == threads
+    for replica in replicas.narrow:  # each session still ours after predicts
+        assert replica.predictor.model.backend.session.get_session_options().intra_op_num_threads == (
+            1 if threads > 1 else threads)
     for answer in side_by_side:  # the same image gives the same boxes on whichever replica ran it
         np.testing.assert_allclose(answer["xyxy"], alone[0]["xyxy"], atol=1e-3)
-    sessions = depth["onnxruntime"].models[DEPTH].model.all
-    assert len(sessions) == cpu_budget("depth", "cpu")
-    assert all(s.get_session_options().intra_op_num_threads == 1 for s in sessions)
+    sessions = depth["onnxruntime"].models[DEPTH].model
+    assert sessions.wide.get_session_options().intra_op_num_threads == cpu_budget("depth", "cpu")
+    assert len(sessions.narrow) == cpu_budget("depth", "cpu")
 
 
 def test_import_adds_the_export_to_an_entry_stored_without_one(model_store):
