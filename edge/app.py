@@ -80,6 +80,13 @@ def observe(request_id: str, task: str, response: Response, started: float, timi
              elapsed * 1000)
 
 
+def disconnected(request_id: str, task: str) -> Response:
+    """A client that hung up: logged and counted (``status="disconnected"``), and sent nothing."""
+    log.info("request_id=%s client disconnected", request_id)
+    metrics.REQUESTS.labels(task=metrics.label(task), status="disconnected").inc()
+    return NoAnswer()
+
+
 def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
 
@@ -92,9 +99,7 @@ def create_app(get_gateway: Callable[[], GatewayApi], settings: Settings | None 
             task = str(body.get("task", "?")) if isinstance(body, dict) else "?"
             response = json_response(await until_disconnect(request, get_gateway().infer(body)), 200, request_id)
         except ClientDisconnect:
-            log.info("request_id=%s client disconnected", request_id)
-            metrics.REQUESTS.labels(task=metrics.label(task), status="disconnected").inc()
-            return NoAnswer()
+            return disconnected(request_id, task)
         except Exception as exc:
             response = error_response(exc, request_id, task)
         observe(request_id, task, response, started, timings)

@@ -90,6 +90,17 @@ class TaskSpec:
         return tuple(dict.fromkeys(KIND_FAMILY[kind] for kind in (*self.model_kinds, *(c.kind for c in self.companions))))
 
 
+async def all_or_none(*coroutines):
+    """``asyncio.gather`` that cancels the others when one fails (errors stay unwrapped, unlike TaskGroup)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
 async def offload(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run CPU work in a worker thread, off the event loop."""
     return await asyncio.to_thread(function, *args, **kwargs)

@@ -43,7 +43,7 @@ from runners.flow import FlowClient
 from runners.yolo import YoloClient
 from settings import Settings
 from tasks import metrics, velocity
-from tasks.base import DETECT, FLOW, TaskInput, TaskSpec, offload
+from tasks.base import DETECT, FLOW, TaskInput, TaskSpec, all_or_none, offload
 from tasks.infer import resolve_models, run_task, validate, within
 from tasks.outcome import failure
 from tasks.registry import LIVE_TASKS, REGISTRY
@@ -282,7 +282,7 @@ class LiveSession:
             (field,) = await flow.flow([flow_item(flow_model.store_name, previous.flow_frame, flow_frame, plan.iters)])
             return field
 
-        (detections, tracks), field = await gather(detect_and_track(), flow_from_previous())
+        (detections, tracks), field = await all_or_none(detect_and_track(), flow_from_previous())
         self._previous = Previous(frame.number, frame.received_at, flow_frame, (width, height))
         if previous is None:
             return {"tracks": [speed_entry(t.track_id, t.class_name, t.xyxy, t.confidence) for t in tracks],
@@ -331,14 +331,3 @@ def measure_pair(field: np.ndarray, detections, tracks, size_wh: tuple[int, int]
                for t in pair.tracks]
     mean = float(np.mean([t.median_flow_px_per_frame for t in pair.tracks])) if pair.tracks else 0.0
     return {"tracks": entries, "mean_flow_px_per_frame": round(mean, 4)}
-
-
-async def gather(*coroutines):
-    """``asyncio.gather`` that cancels the others when one fails."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        raise

@@ -48,7 +48,7 @@ from runners.common import Runners
 from runners.flow import FLOW_API, FlowClient
 from runners.yolo import PREDICT_API, YoloClient
 from settings import Settings
-from tasks.base import DETECT, FLOW, TaskInput, load_video, offload
+from tasks.base import DETECT, FLOW, TaskInput, all_or_none, load_video, offload
 from vocab import progress
 from vocab.classes import class_ids
 from vocab.detections import Detections
@@ -246,7 +246,7 @@ async def run(decoded: VelocityInput, task_input: TaskInput, runners: Runners) -
     options: VelocityOptions = task_input.options
     flow = runners[FlowClient]
     plan = flow_plan(decoded.working_wh, options, await flow.device(decoded.flow_model))
-    (detections, tracks), flows = await _all(
+    (detections, tracks), flows = await all_or_none(
         detect_and_track(runners[YoloClient], decoded, options),
         flow_frames_and_flow(flow, decoded, plan),
     )
@@ -295,17 +295,6 @@ def encode(raw: VelocityRaw, decoded: VelocityInput, task_input: TaskInput) -> d
         stream=video.stream_report(),
     )
     return VelocityResult(run, pairs, frames_seen(raw.tracks), encoded).to_wire()
-
-
-async def _all(*coroutines):
-    """``asyncio.gather`` that cancels the others when one fails (errors stay unwrapped, unlike TaskGroup)."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        raise
 
 
 async def detect_and_track(yolo: YoloClient, decoded: VelocityInput, options: VelocityOptions):
