@@ -123,7 +123,10 @@ def test_cli_runs_a_velocity_job_with_a_progress_bar(server, tmp_path):
     assert done.returncode == 0, done.stderr
     bars = [line for line in done.stderr.splitlines() if line.startswith("[")]
     assert bars[-1].startswith("[" + "#" * 30 + "]") and bars[-1].endswith("succeeded") and "encode 6/6" in bars[-1]
-    assert any(" running" in line for line in bars) and any("flow " in line for line in bars)
+    # the stages before encode (detect, flow, track) each last a few tens of ms on this clip: the bar, a line per
+    # change the server reports every 0.25 s, shows at least one of them
+    assert any(" running" in line for line in bars)
+    assert any(stage in line for line in bars for stage in ("detect ", "flow ", "track "))
     assert "(6 frames)" in bars[-1]
     saved = tmp_path / "people-walking.velocity-estimation.mp4"
     assert json.loads(done.stdout)["annotated_video"] == str(saved)
@@ -159,7 +162,8 @@ def test_api_key_and_a_small_body_limit(placeholder_store, tmp_path):
 def readme_client_blocks() -> tuple[str, str]:
     """The README's Python client example and its `perception` command lines."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Sending the file itself"):text.index("## Playground")]
+    start = text.index("## Sending the file itself")
+    section = text[start:text.index("\n## ", start)]  # that section alone (the live route's has its own example)
     python = re.findall(r"```python\n(.+?)\n```", section, re.S)
     commands = [b for b in re.findall(r"```bash\n(.+?)\n```", section, re.S) if "perception infer" in b]
     assert len(python) == 1 and len(commands) == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import media
-from tests.integration.browser import launch_chromium
+from tests.integration.browser import launch_chromium, wait_until
 
 
 def walking_y4m(target: Path, frames: int = 50) -> Path:
@@ -57,8 +57,8 @@ def test_the_camera_streams_to_the_live_route_and_draws_tracked_results(camera_b
         page.fill("#threshold", "0.1")
         page.dispatch_event("#threshold", "input")
         page.click("#camera-start")
-        page.wait_for_function("window.liveCamera.answers.length >= 15", timeout=240_000)
-        page.wait_for_function("Number(document.querySelector('#camera-stats').dataset.fps) > 0", timeout=30_000)
+        wait_until(page, "window.liveCamera.answers.length >= 15", timeout=240_000)  # under the page's CSP
+        wait_until(page, "Number(document.querySelector('#camera-stats').dataset.fps) > 0", timeout=30_000)
         camera = page.evaluate("({answers: window.liveCamera.answers, drawn: window.liveCamera.drawn})")
         stats = page.text_content("#camera-stats")
         picture = page.evaluate("""(() => { const c = document.querySelector('#camera-canvas');

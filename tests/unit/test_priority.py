@@ -18,15 +18,20 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from runners.common import lower_priority
     stop = threading.Event()
-    before = threading.Thread(target=stop.wait); before.start()  # a thread that exists before
+    before = threading.Thread(target=stop.wait, daemon=True); before.start()  # a thread that exists before
     time.sleep(0.05)
     changed = lower_priority(10)
     niced = {{}}
-    after = threading.Thread(target=lambda: niced.update(after=os.getpriority(os.PRIO_PROCESS, 0))); after.start()
-    after.join()
-    tids = [int(t) for t in os.listdir("/proc/self/task")]
-    print(json.dumps([changed, [os.getpriority(os.PRIO_PROCESS, t) for t in tids], niced["after"]]))
-    stop.set(); before.join()
+    after = threading.Thread(target=lambda: niced.update(after=os.getpriority(os.PRIO_PROCESS, 0)), daemon=True)
+    after.start(); after.join()
+    nices = []
+    for tid in (int(t) for t in os.listdir("/proc/self/task")):
+        try:
+            nices.append(os.getpriority(os.PRIO_PROCESS, tid))
+        except ProcessLookupError:  # the thread that has just ended may still be listed
+            pass
+    print(json.dumps([changed, nices, niced["after"]]))
+    stop.set()
 """)
 
 
