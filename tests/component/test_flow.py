@@ -179,15 +179,19 @@ def test_unknown_model_is_a_key_error(engine):
     assert engine.flow([]) == []
 
 
-def test_bentoml_service_wraps_the_engine(engine):
+def test_bentoml_service_wraps_the_engine(engine, monkeypatch):
     import asyncio
 
+    import runners.common
     from runners.flow import FlowRunner
 
     api = FlowRunner.apis["flow"]
     assert api.batchable and api.max_batch_size == 8
     assert FlowRunner.config["resources"] == {"gpu": 1}
+    lowered = []  # the flow runner lowers its process's priority on a CPU: here that process is pytest, so record it
+    monkeypatch.setattr(runners.common, "lower_priority", lambda *args: lowered.append(args))
     runner = FlowRunner.inner()  # the class BentoML instantiates, built from the same store
+    assert lowered == [()]  # a background family on a CPU host
     assert set(runner.engine.models) == {"raft-large", "raft-small"}
     frame0, frame1 = _frames(6)
     # raft-large: raft-small's store entry is replaced by a test above, after `engine` was built
