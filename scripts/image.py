@@ -296,6 +296,18 @@ def containerize(tag: str) -> str:
     return tag
 
 
+def forget_older(ref: str) -> None:
+    """Untag this image's earlier builds and drop the layers nothing uses any more: every build is a new tag, and the
+    engine's store (``~/.cache/perception-image``, kept between runs) would otherwise grow by their code and model
+    layers each time. The base and the wheels' layers stay: the new image uses them."""
+    keep = ref.partition(":")[2]
+    tags = docker("images", IMAGE, "--format", "{{.Tag}}", check=False).stdout.split()
+    older = [f"{IMAGE}:{tag}" for tag in tags if tag not in (keep, "latest", "<none>")]
+    if older:
+        docker("rmi", *older, check=False)
+    docker("image", "prune", "-f", check=False)
+
+
 def image_size(ref: str) -> int:
     return int(docker("image", "inspect", ref, "--format", "{{.Size}}").stdout.strip())
 
@@ -313,6 +325,7 @@ def build(base_mode: str) -> dict:
         tag = build_bento(base, url)
         log(f"bento {tag} in {time.monotonic() - bento_started:.0f} s")
         ref = containerize(tag)
+    forget_older(ref)
     summary = {"image": ref, "base": base or STANDARD_BASE, "size_bytes": image_size(ref),
                "build_s": round(time.monotonic() - started, 1)}
     log(f"{ref}: {summary['size_bytes'] / 1e9:.2f} GB, built in {summary['build_s']:.0f} s (base {summary['base']})")
