@@ -117,21 +117,23 @@ def test_cli_writes_a_playable_mp4_and_reports_errors(server, tmp_path):
 def test_cli_runs_a_velocity_job_with_a_progress_bar(server, tmp_path):
     """A video through the CLI is a job on the server: the bar (stderr, a line per change when not a terminal)
     walks through the stages with their counts, and the annotated MP4 is written and plays."""
-    # enough flow work that its stage lasts over a second (the server reports progress every 0.25 s): 11 pairs at
-    # 256 px with 4 refinements
-    work = {**VELOCITY, "max_frames": 12, "imgsz": 256, "raft_iters": 4}
+    work = {**VELOCITY, "max_frames": 30, "imgsz": 256, "raft_iters": 4}  # seconds of work: many progress lines
     options = [arg for key, value in work.items() for arg in ("--option", f"{key}={value}")]
     done = cli("--url", server.base, "infer", str(media("people-walking.mp4")), "--task", "velocity", *options,
                "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     bars = [line for line in done.stderr.splitlines() if line.startswith("[")]
-    assert bars[-1].startswith("[" + "#" * 30 + "]") and bars[-1].endswith("succeeded") and "encode 12/12" in bars[-1]
-    assert any(" running" in line for line in bars) and any("flow " in line for line in bars)
-    assert "(12 frames)" in bars[-1]
+    assert bars[-1].startswith("[" + "#" * 30 + "]") and bars[-1].endswith("succeeded") and "encode 30/30" in bars[-1]
+    # while it runs, a stage and its counts: which stages a line catches depends on timing (the server reports every
+    # 0.25 s, and detect, flow and track each last a fraction of a second here); each stage's counts rising to its
+    # total is tested on the job's own progress (tests/contract/test_jobs.py)
+    running = [line for line in bars if line.endswith(" running")]
+    assert running and any(re.search(r"\] (decode|detect|flow|track|encode) \d+/\d+", line) for line in running), bars
+    assert "(30 frames)" in bars[-1]
     saved = tmp_path / "people-walking.velocity-estimation.mp4"
     assert json.loads(done.stdout)["annotated_video"] == str(saved)
     info = probe_mp4(saved.read_bytes())
-    assert info["codec"] == "h264" and info["moov_before_mdat"] and info["frames"] == 12
+    assert info["codec"] == "h264" and info["moov_before_mdat"] and info["frames"] == 30
 
 
 def test_api_key_and_a_small_body_limit(placeholder_store, tmp_path):
