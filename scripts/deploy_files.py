@@ -27,6 +27,21 @@ from vocab.families import FAMILIES, Family  # noqa: E402
 
 PORT = 3000  # every container serves on it; a Service reaches a runner at http://<family>-runner:3000
 
+# Every pod's probes (runner and gateway alike): ready on BentoML's /readyz, alive on /livez.
+PROBES = """\
+          readinessProbe:
+            httpGet: {path: /readyz, port: http}
+            periodSeconds: 5
+            failureThreshold: 3
+          startupProbe:
+            httpGet: {path: /livez, port: http}
+            periodSeconds: 10
+            failureThreshold: 90  # up to 15 minutes to load the models
+          livenessProbe:
+            httpGet: {path: /livez, port: http}
+            periodSeconds: 10
+            failureThreshold: 3"""
+
 K8S_RUNNERS = Template("""\
 # One Deployment and Service per runner: the same image as the gateway, each serving one runner service.
 # Written by `make deploy-files` from the runner family table (vocab/families.py), where each runner's GPU type
@@ -69,18 +84,7 @@ spec:
           resources:
             requests: {cpu: "$cpus", memory: ${memory_gi}Gi}
             limits: {nvidia.com/gpu: 1, memory: ${memory_gi}Gi}  # parameter: GPUs per replica
-          readinessProbe:
-            httpGet: {path: /readyz, port: http}
-            periodSeconds: 5
-            failureThreshold: 3
-          startupProbe:
-            httpGet: {path: /livez, port: http}
-            periodSeconds: 10
-            failureThreshold: 90  # up to 15 minutes to load the models
-          livenessProbe:
-            httpGet: {path: /livez, port: http}
-            periodSeconds: 10
-            failureThreshold: 3
+$probes
 ---
 apiVersion: v1
 kind: Service
@@ -133,18 +137,7 @@ $runner_urls\
           resources:
             requests: {cpu: "2", memory: 2Gi}
             limits: {memory: 4Gi}
-          readinessProbe:
-            httpGet: {path: /readyz, port: http}
-            periodSeconds: 5
-            failureThreshold: 3
-          startupProbe:
-            httpGet: {path: /livez, port: http}
-            periodSeconds: 10
-            failureThreshold: 90  # up to 15 minutes to load the models
-          livenessProbe:
-            httpGet: {path: /livez, port: http}
-            periodSeconds: 10
-            failureThreshold: 3
+$probes
 ---
 apiVersion: v1
 kind: Service
@@ -272,7 +265,7 @@ def render(families: Mapping[str, Family]) -> dict[str, str]:
     runners = list(families.values())
     k8s_runners = "".join(K8S_RUNNER.substitute(
         name=f.service_name, port=PORT, gpu_product=f.resources.gpu_product, runner=f.runner, cpus=f.resources.cpus,
-        memory_gi=f.resources.memory_gi) for f in runners)
+        memory_gi=f.resources.memory_gi, probes=PROBES) for f in runners)
     k8s_urls = "".join(f'            - {{name: {f.url_env}, value: "{url(f)}"}}\n' for f in runners)
     compose_runners = "".join(f'  {f.service_name}:\n    <<: *runner\n'
                               f'    command: [bentoml, serve, "{f.runner}", --port, "{PORT}", --host, 0.0.0.0]\n'
@@ -284,7 +277,7 @@ def render(families: Mapping[str, Family]) -> dict[str, str]:
         concurrency=concurrency(f), timeout=f.timeout_s) for f in runners)
     return {
         "deploy/k8s/runners.yaml": K8S_RUNNERS.substitute(runners=k8s_runners),
-        "deploy/k8s/gateway.yaml": K8S_GATEWAY.substitute(port=PORT, runner_urls=k8s_urls),
+        "deploy/k8s/gateway.yaml": K8S_GATEWAY.substitute(port=PORT, runner_urls=k8s_urls, probes=PROBES),
         "deploy/compose.yaml": COMPOSE.substitute(
             port=PORT, runners=compose_runners,
             runner_urls="".join(f'      {f.url_env}: "{url(f)}"\n' for f in runners),
