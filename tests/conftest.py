@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 # The placeholders carry their ONNX exports (the CPU engine) unless PERCEPTION_TEST_EXPORTS=0 (the lent-GPU check:
 # the GPU serves on torch, and its image has no onnxslim).
 EXPORTS = os.environ.get("PERCEPTION_TEST_EXPORTS", "1") != "0"
+KEEP_TMP = os.environ.get("PERCEPTION_KEEP_TEST_TMP") == "1"  # read before the PERCEPTION_ settings are cleared
 for name in list(os.environ):
     if name.startswith("PERCEPTION_") and name not in ("PERCEPTION_TEST_STORE", "PERCEPTION_TEST_EXPORTS"):
         del os.environ[name]
@@ -40,9 +42,20 @@ os.environ["PERCEPTION_DEVICE"] = "cpu"
 sys.path.insert(0, str(ROOT))
 
 # A private temp dir for this test session (and the servers it starts), so "no temporary file left behind"
-# checks see only what this code writes, not other processes on the machine.
-os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="perception-tests-")
+# checks see only what this code writes, not other processes on the machine. It holds pytest's tmp_path folders
+# too (placeholder checkpoints, model stores: about 3 GB a full run), so it goes when the session ends;
+# PERCEPTION_KEEP_TEST_TMP=1 keeps it to look at what a failed test wrote.
+SESSION_TMP = tempfile.mkdtemp(prefix="perception-tests-")
+os.environ["TMPDIR"] = SESSION_TMP
 tempfile.tempdir = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Session fixtures (the servers) are torn down by now; nothing of this run needs its temp dir any more."""
+    if KEEP_TMP:
+        print(f"\nthe test session's temp dir is kept: {SESSION_TMP}")
+    else:
+        shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
 TIERS = ("unit", "component", "contract", "integration", "gpu")
