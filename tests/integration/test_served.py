@@ -208,7 +208,19 @@ def test_client_disconnect_mid_video_leaves_no_work_or_files(server, http):
         time.sleep(0.5)
     time.sleep(3)
     assert temp_entries() - before == set()
+    # and the request is over for BentoML too: its in-progress gauge is back to 0 (it stayed at 1 for the traffic
+    # timeout, 600 s, while the gateway sent nothing, and a SIGTERM waited for it)
+    assert infer_in_progress(http) == 0
     assert http.post("/infer", json=client_request("object-detection", media("messi5.jpg"), None)).status_code == 200
+
+
+def infer_in_progress(http) -> float:
+    """BentoML's ``request_in_progress`` gauge of the gateway's ``/infer`` (0 when no /infer is running)."""
+    samples = [line for line in http.get("/metrics").text.splitlines()
+               if line.startswith("bentoml_service_request_in_progress{") and 'endpoint="/infer"' in line
+               and 'service_name="perception-gateway"' in line]
+    assert samples, "no request_in_progress gauge for /infer in /metrics"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in samples)
 
 
 def test_steady_load_past_the_runner_clients_recycling_point(http):
