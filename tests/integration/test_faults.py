@@ -55,16 +55,24 @@ def test_killed_runner_fails_fast_and_recovers(guarded):
         assert http.post("/infer", json=body).status_code == 200
         victim = runner_process(server.process.pid, "yolo-runner")
 
-        def call(_):
-            started = time.monotonic()
-            response = http.post("/infer", json=body)
-            return response, time.monotonic() - started
+        killed_at: list[float] = []
+
+        def calls() -> list:
+            """Requests back to back until 1 s after the kill: some are in flight on the runner when it dies (a
+            fixed batch of 16 could all be answered before the kill: ~25 ms each here)."""
+            results = []
+            while not killed_at or time.monotonic() < killed_at[0] + 1.0:
+                started = time.monotonic()
+                response = http.post("/infer", json=body)
+                results.append((response, time.monotonic() - started))
+            return results
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(call, i) for i in range(16)]
-            time.sleep(0.3)
+            futures = [pool.submit(calls) for _ in range(8)]
+            time.sleep(0.5)
             victim.send_signal(signal.SIGKILL)
-            results = [f.result() for f in futures]
+            killed_at.append(time.monotonic())
+            results = [result for f in futures for result in f.result()]
 
         # The calls in flight on the killed worker lose their connection: each is a JSON 503 at once. (A call made
         # after the kill waits in the runner's listening socket, which BentoML's arbiter keeps, until the worker
