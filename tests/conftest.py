@@ -10,6 +10,7 @@ engines on ``cuda:0`` (skipped without CUDA; run in the lent-GPU check, ``script
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import os
@@ -43,19 +44,30 @@ sys.path.insert(0, str(ROOT))
 
 # A private temp dir for this test session (and the servers it starts), so "no temporary file left behind"
 # checks see only what this code writes, not other processes on the machine. It holds pytest's tmp_path folders
-# too (placeholder checkpoints, model stores: about 3 GB a full run), so it goes when the session ends;
+# too (placeholder checkpoints, model stores: about 3 GB a full run), so it goes when the session ends, or when
+# a process that imported this module without a session ends (``scripts/image_test.py``);
 # PERCEPTION_KEEP_TEST_TMP=1 keeps it to look at what a failed test wrote.
 SESSION_TMP = tempfile.mkdtemp(prefix="perception-tests-")
 os.environ["TMPDIR"] = SESSION_TMP
 tempfile.tempdir = None
+_CREATOR = os.getpid()  # a forked child inherits the exit hook, not the dir
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Session fixtures (the servers) are torn down by now; nothing of this run needs its temp dir any more."""
+def remove_session_tmp() -> None:
+    if os.getpid() != _CREATOR or not os.path.isdir(SESSION_TMP):
+        return
     if KEEP_TMP:
         print(f"\nthe test session's temp dir is kept: {SESSION_TMP}")
     else:
         shutil.rmtree(SESSION_TMP, ignore_errors=True)
+
+
+atexit.register(remove_session_tmp)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Session fixtures (the servers) are torn down by now; nothing of this run needs its temp dir any more."""
+    remove_session_tmp()
 
 
 TIERS = ("unit", "component", "contract", "integration", "gpu")

@@ -45,3 +45,14 @@ def test_it_is_kept_when_asked(tmp_path):
     assert kept.name.startswith("perception-tests-") and f"temp dir is kept: {kept}" in child.stdout
     assert (kept / "scratch.bin").stat().st_size == 1024
     assert [p.name for p in kept.rglob("weights.pt")] == ["weights.pt"]
+
+
+def test_a_process_that_imports_the_harness_without_a_session_leaves_nothing(tmp_path):
+    """``scripts/image_test.py`` imports ``tests.conftest`` for its store and settings, with no pytest session."""
+    parent = tmp_path / "imported"
+    parent.mkdir()
+    child = subprocess.run([sys.executable, "-c", "import tests.conftest as h, os; print(os.path.isdir(h.SESSION_TMP))"],
+                           cwd=ROOT, env={**os.environ, "TMPDIR": str(parent)}, capture_output=True, text=True,
+                           timeout=300)
+    assert child.returncode == 0 and child.stdout.strip() == "True", child.stdout + child.stderr
+    assert list(parent.iterdir()) == []
